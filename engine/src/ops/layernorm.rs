@@ -1,0 +1,56 @@
+//! LayerNorm over the last axis (biased variance, configurable eps; ALBERT uses 1e-12).
+
+use num_traits::Zero as _;
+use super::{expect_shape, float_dispatch, rows_cols, same_kind};
+use crate::elem::k;
+use crate::{Result, Tensor};
+
+/// What the forward keeps for the backward: per-row mean and 1/sqrt(var + eps).
+#[derive(Clone, Debug)]
+pub struct LayerNormSaved {
+    pub mean: Tensor,
+    pub rstd: Tensor,
+}
+
+/// y = (x - mean) / sqrt(var + eps) * gamma + beta. x: [..., C]; gamma, beta: [C].
+pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, LayerNormSaved)> {
+    same_kind("layer_norm", &[x, gamma, beta])?;
+    let (rows, cols) = rows_cols("layer_norm", x)?;
+    expect_shape("layer_norm", "gamma", gamma, &[cols])?;
+    expect_shape("layer_norm", "beta", beta, &[cols])?;
+    let (x, g, b) = (x.contiguous(), gamma.contiguous(), beta.contiguous());
+    float_dispatch!("layer_norm", x.dtype(), |T| {
+        let (mut out, mut mean, mut rstd) = (vec![T::zero(); rows * cols], vec![T::zero(); rows], vec![T::zero(); rows]);
+        let op = "layer_norm";
+        let e = <T as kernels::Real>::c(eps);
+        k::layernorm_fwd(&mut out, &mut mean, &mut rstd, x.data::<T>(op)?, g.data::<T>(op)?, b.data::<T>(op)?, rows, cols, e);
+        let saved = LayerNormSaved { mean: Tensor::from_vec(mean, &[rows])?, rstd: Tensor::from_vec(rstd, &[rows])? };
+        Ok((Tensor::from_vec(out, x.shape())?, saved))
+    })
+}
+
+/// (dx, dgamma, dbeta) for `layer_norm`.
+pub fn layer_norm_bwd(dout: &Tensor, x: &Tensor, gamma: &Tensor, saved: &LayerNormSaved) -> Result<(Tensor, Tensor, Tensor)> {
+    same_kind("layer_norm_bwd", &[dout, x, gamma])?;
+    expect_shape("layer_norm_bwd", "dout", dout, x.shape())?;
+    let (rows, cols) = rows_cols("layer_norm_bwd", x)?;
+    let (x, g, dy) = (x.contiguous(), gamma.contiguous(), dout.contiguous());
+    float_dispatch!("layer_norm_bwd", x.dtype(), |T| {
+        let op = "layer_norm_bwd";
+        let mut dx = vec![T::zero(); rows * cols];
+        let (mut dg, mut db) = (vec![T::zero(); cols], vec![T::zero(); cols]);
+        k::layernorm_bwd(
+            &mut dx,
+            &mut dg,
+            &mut db,
+            dy.data::<T>(op)?,
+            x.data::<T>(op)?,
+            g.data::<T>(op)?,
+            saved.mean.data::<T>(op)?,
+            saved.rstd.data::<T>(op)?,
+            rows,
+            cols,
+        );
+        Ok((Tensor::from_vec(dx, x.shape())?, Tensor::from_vec(dg, &[cols])?, Tensor::from_vec(db, &[cols])?))
+    })
+}
