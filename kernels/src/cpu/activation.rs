@@ -6,6 +6,11 @@
 
 use crate::Real;
 
+#[cfg(target_arch = "x86_64")]
+use super::simd::{self, map1, map2, par_zip1, par_zip2};
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
 /// sqrt(2/pi), the constant inside the tanh approximation of GELU.
 pub const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 /// The cubic coefficient of the tanh approximation.
@@ -33,11 +38,79 @@ pub fn gelu_tanh_bwd_scalar<T: Real>(dinp: &mut [T], inp: &[T], dout: &[T]) {
     }
 }
 
+/// out, inp: (n). Uses 0.5 (1 + tanh(u)) = 1 / (1 + e^{-2u}): one exp, and no cancellation
+/// for negative x, where 1 + tanh(u) would lose all relative accuracy.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA ([`super::has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn gelu_tanh_fwd_avx2(out: &mut [f32], inp: &[f32]) {
+    assert_eq!(out.len(), inp.len(), "gelu_tanh_fwd: out and inp lengths");
+    par_zip1(out, inp, |o, x| map1(o, x, |x| gelu_tanh8(x)));
+}
+
+/// x * sigmoid(2u) per lane; e^{-2u} = inf for very negative x gives x / inf = -0, as expected.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_tanh8(x: __m256) -> __m256 {
+    let m2u = gelu_tanh_m2u(x);
+    _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), simd::exp(m2u)))
+}
+
+/// -2u = -2 sqrt(2/pi) x (1 + 0.044715 x^2) per lane.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_tanh_m2u(x: __m256) -> __m256 {
+    let x2 = _mm256_mul_ps(x, x);
+    let poly = _mm256_fmadd_ps(_mm256_set1_ps(GELU_TANH_C as f32), x2, _mm256_set1_ps(1.0));
+    _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0 * SQRT_2_OVER_PI as f32), x), poly)
+}
+
+/// dinp, inp, dout: (n). With s = sigmoid(2u): 0.5 (1 + t) = s and 1 - t^2 = 4 s (1 - s), where
+/// 1 - s = e^{-2u} s is formed without cancellation.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA ([`super::has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn gelu_tanh_bwd_avx2(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+    assert!(dinp.len() == inp.len() && inp.len() == dout.len(), "gelu_tanh_bwd: lengths");
+    let (k, c3) = (SQRT_2_OVER_PI as f32, 3.0 * GELU_TANH_C as f32);
+    par_zip2(dinp, inp, dout, |d, x, g| {
+        map2(d, x, g, |x, g| {
+            // Capping -2u at 88 keeps e finite (so e * s is not inf * 0); s is then ~1e-38
+            // instead of smaller, far below anything that matters.
+            let e = simd::exp(_mm256_min_ps(_mm256_set1_ps(88.0), gelu_tanh_m2u(x)));
+            let one = _mm256_set1_ps(1.0);
+            let s = _mm256_div_ps(one, _mm256_add_ps(one, e));
+            let one_minus_s = _mm256_mul_ps(e, s);
+            let du = _mm256_mul_ps(
+                _mm256_set1_ps(k),
+                _mm256_fmadd_ps(_mm256_set1_ps(c3), _mm256_mul_ps(x, x), one),
+            );
+            // s + 2 x s (1 - s) du
+            let t = _mm256_mul_ps(_mm256_mul_ps(_mm256_add_ps(x, x), s), one_minus_s);
+            _mm256_mul_ps(g, _mm256_fmadd_ps(t, du, s))
+        })
+    });
+}
+
 pub fn gelu_tanh_fwd(out: &mut [f32], inp: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        return unsafe { gelu_tanh_fwd_avx2(out, inp) };
+    }
     gelu_tanh_fwd_scalar(out, inp)
 }
 
 pub fn gelu_tanh_bwd(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        return unsafe { gelu_tanh_bwd_avx2(dinp, inp, dout) };
+    }
     gelu_tanh_bwd_scalar(dinp, inp, dout)
 }
 
@@ -63,11 +136,56 @@ pub fn gelu_erf_bwd_scalar<T: Real>(dinp: &mut [T], inp: &[T], dout: &[T]) {
     }
 }
 
+/// out, inp: (n).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA ([`super::has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn gelu_erf_fwd_avx2(out: &mut [f32], inp: &[f32]) {
+    assert_eq!(out.len(), inp.len(), "gelu_erf_fwd: out and inp lengths");
+    par_zip1(out, inp, |o, x| {
+        map1(o, x, |x| {
+            let half_x = _mm256_mul_ps(_mm256_set1_ps(0.5), x);
+            let e = simd::erf(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2)));
+            _mm256_fmadd_ps(half_x, e, half_x)
+        })
+    });
+}
+
+/// dinp, inp, dout: (n).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA ([`super::has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn gelu_erf_bwd_avx2(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+    assert!(dinp.len() == inp.len() && inp.len() == dout.len(), "gelu_erf_bwd: lengths");
+    par_zip2(dinp, inp, dout, |d, x, g| {
+        map2(d, x, g, |x, g| {
+            let half = _mm256_set1_ps(0.5);
+            let e = simd::erf(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2)));
+            let cdf = _mm256_fmadd_ps(half, e, half);
+            let neg_half_x2 = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-0.5), x), x);
+            let pdf = _mm256_mul_ps(_mm256_set1_ps(0.398_942_3), simd::exp(neg_half_x2));
+            _mm256_mul_ps(g, _mm256_fmadd_ps(x, pdf, cdf))
+        })
+    });
+}
+
 pub fn gelu_erf_fwd(out: &mut [f32], inp: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        return unsafe { gelu_erf_fwd_avx2(out, inp) };
+    }
     gelu_erf_fwd_scalar(out, inp)
 }
 
 pub fn gelu_erf_bwd(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        return unsafe { gelu_erf_bwd_avx2(dinp, inp, dout) };
+    }
     gelu_erf_bwd_scalar(dinp, inp, dout)
 }
 
@@ -87,11 +205,43 @@ pub fn tanh_bwd_scalar<T: Real>(dinp: &mut [T], out: &[T], dout: &[T]) {
     }
 }
 
+/// out, inp: (n).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA ([`super::has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn tanh_fwd_avx2(out: &mut [f32], inp: &[f32]) {
+    assert_eq!(out.len(), inp.len(), "tanh_fwd: out and inp lengths");
+    par_zip1(out, inp, |o, x| map1(o, x, |x| simd::tanh(x)));
+}
+
+/// dinp, out, dout: (n).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA ([`super::has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn tanh_bwd_avx2(dinp: &mut [f32], out: &[f32], dout: &[f32]) {
+    assert!(dinp.len() == out.len() && out.len() == dout.len(), "tanh_bwd: lengths");
+    par_zip2(dinp, out, dout, |d, y, g| {
+        map2(d, y, g, |y, g| _mm256_mul_ps(g, _mm256_fnmadd_ps(y, y, _mm256_set1_ps(1.0))))
+    });
+}
+
 pub fn tanh_fwd(out: &mut [f32], inp: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        return unsafe { tanh_fwd_avx2(out, inp) };
+    }
     tanh_fwd_scalar(out, inp)
 }
 
 pub fn tanh_bwd(dinp: &mut [f32], out: &[f32], dout: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        return unsafe { tanh_bwd_avx2(dinp, out, dout) };
+    }
     tanh_bwd_scalar(dinp, out, dout)
 }
 
@@ -111,10 +261,45 @@ pub fn relu_bwd_scalar<T: Real>(dinp: &mut [T], inp: &[T], dout: &[T]) {
     }
 }
 
+/// out, inp: (n). max_ps(x, 0) returns its second operand for NaN and for -0 vs +0, which is
+/// exactly the scalar `x > 0 ? x : 0`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA ([`super::has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn relu_fwd_avx2(out: &mut [f32], inp: &[f32]) {
+    assert_eq!(out.len(), inp.len(), "relu_fwd: out and inp lengths");
+    par_zip1(out, inp, |o, x| map1(o, x, |x| _mm256_max_ps(x, _mm256_setzero_ps())));
+}
+
+/// dinp, inp, dout: (n).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA ([`super::has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn relu_bwd_avx2(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+    assert!(dinp.len() == inp.len() && inp.len() == dout.len(), "relu_bwd: lengths");
+    par_zip2(dinp, inp, dout, |d, x, g| {
+        map2(d, x, g, |x, g| {
+            _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ), g)
+        })
+    });
+}
+
 pub fn relu_fwd(out: &mut [f32], inp: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        return unsafe { relu_fwd_avx2(out, inp) };
+    }
     relu_fwd_scalar(out, inp)
 }
 
 pub fn relu_bwd(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        return unsafe { relu_bwd_avx2(dinp, inp, dout) };
+    }
     relu_bwd_scalar(dinp, inp, dout)
 }

@@ -8,6 +8,13 @@
 
 use crate::Real;
 
+#[cfg(target_arch = "x86_64")]
+use super::simd::{self, LANES};
+#[cfg(target_arch = "x86_64")]
+use rayon::prelude::*;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
 /// out[r, c] = exp(z[r,c] - max_r) / sum_c exp(z[r,c] - max_r),  z = scale * inp + mask
 pub fn softmax_fwd_scalar<T: Real>(
     out: &mut [T],
@@ -53,6 +60,8 @@ pub fn softmax_bwd_scalar<T: Real>(dinp: &mut [T], out: &[T], dout: &[T], rows: 
     }
 }
 
+// `is_multiple_of` would need Rust 1.87; the workspace's rust-version is 1.85.
+#[allow(clippy::manual_is_multiple_of)]
 pub(crate) fn check_shapes(out: usize, inp: usize, mask: Option<usize>, rows: usize, cols: usize, rpm: usize) {
     assert!(out == rows * cols && inp == rows * cols, "softmax_fwd: lengths");
     if let Some(m) = mask {
@@ -61,6 +70,141 @@ pub(crate) fn check_shapes(out: usize, inp: usize, mask: Option<usize>, rows: us
     }
 }
 
+/// out, inp: (R, C); mask: (R / rows_per_mask, C). Three passes per row (z and its max, exp
+/// and sum, normalise) that stay in L1 for attention-sized rows; threaded over row blocks.
+/// z = fma(scale, x, mask) rounds once where the scalar code rounds twice.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA ([`super::has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn softmax_fwd_avx2(
+    out: &mut [f32],
+    inp: &[f32],
+    mask: Option<&[f32]>,
+    rows: usize,
+    cols: usize,
+    rows_per_mask: usize,
+    scale: f32,
+) {
+    check_shapes(out.len(), inp.len(), mask.map(|m| m.len()), rows, cols, rows_per_mask);
+    if out.is_empty() {
+        return;
+    }
+    // y, x: a block of whole rows starting at global row r0
+    let run = |y: &mut [f32], x: &[f32], r0: usize| {
+        for (k, (y, x)) in y.chunks_exact_mut(cols).zip(x.chunks_exact(cols)).enumerate() {
+            let m = mask.map(|m| {
+                let mr = (r0 + k) / rows_per_mask;
+                &m[mr * cols..(mr + 1) * cols]
+            });
+            softmax_row(y, x, m, scale);
+        }
+    };
+    match simd::par_rows(rows, cols) {
+        None => run(out, inp, 0),
+        Some(per) => out
+            .par_chunks_mut(per * cols)
+            .zip(inp.par_chunks(per * cols))
+            .enumerate()
+            .for_each(|(k, (y, x))| run(y, x, k * per)),
+    }
+}
+
+/// One row: y = softmax(scale * x + m).  y, x, m: (C).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_row(y: &mut [f32], x: &[f32], m: Option<&[f32]>, scale: f32) {
+    let n = y.len();
+    let vs = _mm256_set1_ps(scale);
+    // pass 1: z into y
+    match m {
+        Some(m) => simd::map2(y, x, m, |x, m| _mm256_fmadd_ps(vs, x, m)),
+        None => simd::map1(y, x, |x| _mm256_mul_ps(vs, x)),
+    }
+    let max = _mm256_set1_ps(simd::max(y));
+    // pass 2: y = exp(z - max), summed as we go. Masked tail lanes hold exp(0 - max) garbage in
+    // the register but are zeroed before the sum and never stored.
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + LANES <= n {
+        let e = simd::exp(_mm256_sub_ps(simd::loadu(y, i), max));
+        simd::storeu(y, i, e);
+        acc = _mm256_add_ps(acc, e);
+        i += LANES;
+    }
+    if i < n {
+        let mask = _mm256_castsi256_ps(simd::tail_mask(n - i));
+        let e = _mm256_and_ps(simd::exp(_mm256_sub_ps(simd::load_tail(y, i), max)), mask);
+        simd::store_tail(y, i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    // pass 3: normalise
+    let inv = _mm256_set1_ps(1.0 / simd::hsum(acc));
+    let mut i = 0;
+    while i + LANES <= n {
+        simd::storeu(y, i, _mm256_mul_ps(simd::loadu(y, i), inv));
+        i += LANES;
+    }
+    if i < n {
+        simd::store_tail(y, i, _mm256_mul_ps(simd::load_tail(y, i), inv));
+    }
+}
+
+/// dinp, out, dout: (R, C). Per row a dot product then one fused pass; threaded over row blocks.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA ([`super::has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn softmax_bwd_avx2(dinp: &mut [f32], out: &[f32], dout: &[f32], rows: usize, cols: usize, scale: f32) {
+    assert!(dinp.len() == rows * cols && out.len() == rows * cols && dout.len() == rows * cols, "softmax_bwd: lengths");
+    if dinp.is_empty() {
+        return;
+    }
+    let run = |d: &mut [f32], y: &[f32], g: &[f32]| {
+        for ((d, y), g) in d.chunks_exact_mut(cols).zip(y.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
+            let dot = _mm256_set1_ps(dot(y, g));
+            let vs = _mm256_set1_ps(scale);
+            simd::map2(d, y, g, |y, g| _mm256_mul_ps(_mm256_mul_ps(vs, y), _mm256_sub_ps(g, dot)));
+        }
+    };
+    match simd::par_rows(rows, cols) {
+        None => run(dinp, out, dout),
+        Some(per) => dinp
+            .par_chunks_mut(per * cols)
+            .zip(out.par_chunks(per * cols))
+            .zip(dout.par_chunks(per * cols))
+            .for_each(|((d, y), g)| run(d, y, g)),
+    }
+}
+
+/// sum_i a[i] b[i];  a, b: (n). Two accumulators hide the FMA latency.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len();
+    debug_assert_eq!(b.len(), n);
+    let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    while i + 2 * LANES <= n {
+        s0 = _mm256_fmadd_ps(simd::loadu(a, i), simd::loadu(b, i), s0);
+        s1 = _mm256_fmadd_ps(simd::loadu(a, i + LANES), simd::loadu(b, i + LANES), s1);
+        i += 2 * LANES;
+    }
+    if i + LANES <= n {
+        s0 = _mm256_fmadd_ps(simd::loadu(a, i), simd::loadu(b, i), s0);
+        i += LANES;
+    }
+    if i < n {
+        s1 = _mm256_fmadd_ps(simd::load_tail(a, i), simd::load_tail(b, i), s1);
+    }
+    simd::hsum(_mm256_add_ps(s0, s1))
+}
+
+/// out, inp: (R, C); mask: (R / rows_per_mask, C).
 pub fn softmax_fwd(
     out: &mut [f32],
     inp: &[f32],
@@ -70,9 +214,18 @@ pub fn softmax_fwd(
     rows_per_mask: usize,
     scale: f32,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        return unsafe { softmax_fwd_avx2(out, inp, mask, rows, cols, rows_per_mask, scale) };
+    }
     softmax_fwd_scalar(out, inp, mask, rows, cols, rows_per_mask, scale)
 }
 
+/// dinp, out, dout: (R, C).
 pub fn softmax_bwd(dinp: &mut [f32], out: &[f32], dout: &[f32], rows: usize, cols: usize, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        return unsafe { softmax_bwd_avx2(dinp, out, dout, rows, cols, scale) };
+    }
     softmax_bwd_scalar(dinp, out, dout, rows, cols, scale)
 }

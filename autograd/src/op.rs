@@ -1,0 +1,138 @@
+//! What each recorded node keeps for its backward, and the backward itself. One closed enum,
+//! matched exhaustively: adding an op means one variant here, one arm in `backward`, and one
+//! method on `Var`.
+
+use crate::params::ParamId;
+use engine::ops::{self, CrossEntropySaved, DropoutMask, LayerNormSaved};
+use engine::{Result, Tensor};
+
+#[derive(Clone, Debug)]
+pub(crate) enum Op {
+    /// An input or a parameter: no inputs, gradient delivered to the caller or the store.
+    Leaf { param: Option<ParamId> },
+    MatMul { a: Tensor, b: Tensor, trans_a: bool, trans_b: bool, bias: bool },
+    Add { a_shape: Vec<usize>, b_shape: Vec<usize> },
+    Sub { a_shape: Vec<usize>, b_shape: Vec<usize> },
+    Mul { a: Tensor, b: Tensor },
+    Div { a: Tensor, b: Tensor },
+    Scale { s: f64 },
+    Sum { in_shape: Vec<usize>, axis: isize, keepdim: bool },
+    Mean { in_shape: Vec<usize>, axis: isize, keepdim: bool },
+    GeluTanh { x: Tensor },
+    GeluErf { x: Tensor },
+    Tanh { y: Tensor },
+    Relu { x: Tensor },
+    Softmax { y: Tensor, scale: f64 },
+    LayerNorm { x: Tensor, gamma: Tensor, saved: LayerNormSaved },
+    Embedding { ids: Tensor, table_shape: Vec<usize> },
+    GatherRows { idx: Tensor, x_shape: Vec<usize> },
+    Dropout { mask: DropoutMask },
+    CrossEntropy { logits: Tensor, targets: Tensor, ignore_index: i64, saved: CrossEntropySaved },
+    Concat { shapes: Vec<Vec<usize>>, axis: isize },
+    Narrow { full_shape: Vec<usize>, axis: isize, start: usize },
+    Reshape { in_shape: Vec<usize> },
+    Permute { perm: Vec<usize> },
+    BroadcastTo { in_shape: Vec<usize> },
+}
+
+/// Restores a dropped dim so keepdim=false reductions can be broadcast back.
+fn unsqueeze(t: &Tensor, axis: usize) -> Result<Tensor> {
+    let mut s = t.shape().to_vec();
+    s.insert(axis, 1);
+    t.reshape(&s)
+}
+
+impl Op {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Leaf { .. } => "leaf",
+            Op::MatMul { .. } => "matmul",
+            Op::Add { .. } => "add",
+            Op::Sub { .. } => "sub",
+            Op::Mul { .. } => "mul",
+            Op::Div { .. } => "div",
+            Op::Scale { .. } => "scale",
+            Op::Sum { .. } => "sum",
+            Op::Mean { .. } => "mean",
+            Op::GeluTanh { .. } => "gelu_tanh",
+            Op::GeluErf { .. } => "gelu_erf",
+            Op::Tanh { .. } => "tanh",
+            Op::Relu { .. } => "relu",
+            Op::Softmax { .. } => "softmax",
+            Op::LayerNorm { .. } => "layer_norm",
+            Op::Embedding { .. } => "embedding",
+            Op::GatherRows { .. } => "gather_rows",
+            Op::Dropout { .. } => "dropout",
+            Op::CrossEntropy { .. } => "cross_entropy",
+            Op::Concat { .. } => "concat",
+            Op::Narrow { .. } => "narrow",
+            Op::Reshape { .. } => "reshape",
+            Op::Permute { .. } => "permute",
+            Op::BroadcastTo { .. } => "broadcast_to",
+        }
+    }
+
+    /// Gradients of the inputs, in input order, given the gradient of the output.
+    pub(crate) fn backward(&self, g: &Tensor) -> Result<Vec<Tensor>> {
+        Ok(match self {
+            Op::Leaf { .. } => vec![],
+            Op::MatMul { a, b, trans_a, trans_b, bias } => {
+                let (da, db, dbias) = ops::matmul_bwd(g, a, b, *trans_a, *trans_b, *bias)?;
+                let mut v = vec![da, db];
+                v.extend(dbias);
+                v
+            }
+            Op::Add { a_shape, b_shape } => {
+                let (da, db) = ops::add_bwd(g, a_shape, b_shape)?;
+                vec![da, db]
+            }
+            Op::Sub { a_shape, b_shape } => {
+                let (da, db) = ops::sub_bwd(g, a_shape, b_shape)?;
+                vec![da, db]
+            }
+            Op::Mul { a, b } => {
+                let (da, db) = ops::mul_bwd(g, a, b)?;
+                vec![da, db]
+            }
+            Op::Div { a, b } => {
+                let (da, db) = ops::div_bwd(g, a, b)?;
+                vec![da, db]
+            }
+            Op::Scale { s } => vec![ops::scale(g, *s)?],
+            Op::Sum { in_shape, axis, keepdim } | Op::Mean { in_shape, axis, keepdim } => {
+                let ax = engine::Layout::contiguous(in_shape).axis("sum_bwd", *axis)?;
+                let g = if *keepdim { g.clone() } else { unsqueeze(g, ax)? };
+                match self {
+                    Op::Mean { .. } => vec![ops::mean_bwd(&g, in_shape, *axis)?],
+                    _ => vec![ops::sum_bwd(&g, in_shape, *axis)?],
+                }
+            }
+            Op::GeluTanh { x } => vec![ops::gelu_tanh_bwd(x, g)?],
+            Op::GeluErf { x } => vec![ops::gelu_erf_bwd(x, g)?],
+            Op::Tanh { y } => vec![ops::tanh_bwd(y, g)?],
+            Op::Relu { x } => vec![ops::relu_bwd(x, g)?],
+            Op::Softmax { y, scale } => vec![ops::softmax_bwd(y, g, *scale)?],
+            Op::LayerNorm { x, gamma, saved } => {
+                let (dx, dg, db) = ops::layer_norm_bwd(g, x, gamma, saved)?;
+                vec![dx, dg, db]
+            }
+            Op::Embedding { ids, table_shape } => vec![ops::embedding_bwd(g, ids, table_shape)?],
+            Op::GatherRows { idx, x_shape } => vec![ops::gather_rows_bwd(g, idx, x_shape)?],
+            Op::Dropout { mask } => vec![ops::dropout_bwd(g, mask)?],
+            Op::CrossEntropy { logits, targets, ignore_index, saved } => {
+                vec![ops::cross_entropy_bwd(g.item()?, logits, targets, *ignore_index, saved)?]
+            }
+            Op::Concat { shapes, axis } => ops::concat_bwd(g, shapes, *axis)?,
+            Op::Narrow { full_shape, axis, start } => vec![ops::narrow_bwd(g, full_shape, *axis, *start)?],
+            Op::Reshape { in_shape } => vec![g.reshape(in_shape)?],
+            Op::Permute { perm } => {
+                let mut inv = vec![0; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    inv[p] = i;
+                }
+                vec![g.permute(&inv)?.contiguous()]
+            }
+            Op::BroadcastTo { in_shape } => vec![ops::sum_to_shape(g, in_shape)?],
+        })
+    }
+}
