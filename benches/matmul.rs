@@ -10,23 +10,11 @@ use std::time::Duration;
 fn shapes() -> Vec<(&'static str, Gemm)> {
     vec![
         ("1024x768*768x768^T", Gemm::new(1024, 768, 768, false, true)),
-        (
-            "1024x768*3072x768^T",
-            Gemm::new(1024, 3072, 768, false, true),
-        ),
-        (
-            "1024x3072*768x3072^T",
-            Gemm::new(1024, 768, 3072, false, true),
-        ),
-        (
-            "96x128x64*96x128x64^T",
-            Gemm::batched(96, 128, 128, 64, false, true),
-        ),
+        ("1024x768*3072x768^T", Gemm::new(1024, 3072, 768, false, true)),
+        ("1024x3072*768x3072^T", Gemm::new(1024, 768, 3072, false, true)),
+        ("96x128x64*96x128x64^T", Gemm::batched(96, 128, 128, 64, false, true)),
         ("1024x128*768x128^T", Gemm::new(1024, 768, 128, false, true)),
-        (
-            "1024x1024*1024x1024",
-            Gemm::new(1024, 1024, 1024, false, false),
-        ),
+        ("1024x1024*1024x1024", Gemm::new(1024, 1024, 1024, false, false)),
     ]
 }
 
@@ -35,9 +23,7 @@ fn inputs(g: &Gemm) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (la, lb, lc) = g.min_lens();
     let mut s = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
-        s = s
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     };
     let a = (0..la).map(|_| next()).collect();

@@ -33,7 +33,9 @@ fn shared_weight_gradient_equals_sum_over_unrolled_copies() {
     // unrolled: a separate copy per layer
     let mut unrolled = ParamStore::new();
     let ids: Vec<_> = (0..LAYERS)
-        .map(|l| (unrolled.add(&format!("w{l}"), w.clone()).unwrap(), unrolled.add(&format!("b{l}"), b.clone()).unwrap()))
+        .map(|l| {
+            (unrolled.add(&format!("w{l}"), w.clone()).unwrap(), unrolled.add(&format!("b{l}"), b.clone()).unwrap())
+        })
         .collect();
     let tape = Tape::new();
     let mut h = tape.constant(x);
@@ -121,10 +123,8 @@ fn mlp_learns_a_synthetic_task_with_sgd() {
     let x = rng.normal_tensor(&[n, d], 0.0, 1.0, DType::F32).unwrap();
     let teacher = rng.normal_tensor(&[classes, d], 0.0, 1.0, DType::F32).unwrap();
     let scores = engine::ops::matmul(&x, &teacher, false, true, None).unwrap().to_vec_f32();
-    let labels: Vec<i64> = scores
-        .chunks(classes)
-        .map(|r| (0..classes).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap() as i64)
-        .collect();
+    let labels: Vec<i64> =
+        scores.chunks(classes).map(|r| (0..classes).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap() as i64).collect();
     let y = Tensor::from_i64(labels, &[n]).unwrap();
 
     let mut store = ParamStore::new();

@@ -48,12 +48,18 @@ fn matmul_error_names_op_and_shapes() {
     let ids = Tensor::from_i64(vec![0, 7, 2], &[3]).unwrap();
     let e = ops::embedding(&Tensor::zeros(&[5, 4], DType::F32), &ids).unwrap_err();
     assert_eq!(e.to_string(), "embedding: index 7 at position 1 is out of range for 5 rows");
-    let e = ops::layer_norm(&Tensor::zeros(&[2, 4], DType::F32), &Tensor::zeros(&[3], DType::F32), &Tensor::zeros(&[4], DType::F32), 1e-12)
-        .unwrap_err();
+    let e = ops::layer_norm(
+        &Tensor::zeros(&[2, 4], DType::F32),
+        &Tensor::zeros(&[3], DType::F32),
+        &Tensor::zeros(&[4], DType::F32),
+        1e-12,
+    )
+    .unwrap_err();
     assert_eq!(e.to_string(), "layer_norm: gamma has shape [3], expected [4]");
     let e = Tensor::from_vec(vec![1.0f32; 5], &[2, 3]).unwrap_err();
     assert!(e.to_string().contains("5 values cannot fill shape [2,3]"), "{e}");
-    let e = ops::cross_entropy(&Tensor::zeros(&[2, 3], DType::F32), &Tensor::from_i64(vec![1, 3], &[2]).unwrap(), -100).unwrap_err();
+    let e = ops::cross_entropy(&Tensor::zeros(&[2, 3], DType::F32), &Tensor::from_i64(vec![1, 3], &[2]).unwrap(), -100)
+        .unwrap_err();
     assert!(e.to_string().contains("target 3 at row 1 is out of range for 3 classes"), "{e}");
     let e = Tensor::zeros(&[2], DType::F32).to_device(Device::Cuda(0)).unwrap_err();
     assert!(e.to_string().contains("cuda:0"), "{e}");

@@ -39,7 +39,9 @@ fn matmul_all_transposes_batched_and_bias() {
             weighted(&v[0].matmul(&v[1], ta, tb, Some(&v[2]))?, 9)
         });
         let b3 = if tb { rand(4, &[2, 5, 4]) } else { rand(4, &[2, 4, 5]) };
-        check(&format!("matmul ta={ta} tb={tb} batched"), &[a, b3], |_, v| weighted(&v[0].matmul(&v[1], ta, tb, None)?, 8));
+        check(&format!("matmul ta={ta} tb={tb} batched"), &[a, b3], |_, v| {
+            weighted(&v[0].matmul(&v[1], ta, tb, None)?, 8)
+        });
     }
     // A transposed view (no copy) as the rhs, as attention's q k^T does.
     check("matmul of a transposed view", &[rand(5, &[3, 2, 4]), rand(6, &[3, 5, 4])], |_, v| {
@@ -65,8 +67,10 @@ fn reductions() {
     let x = rand(1, &[3, 4, 5]);
     for axis in [0isize, 1, -1] {
         for keep in [false, true] {
-            check(&format!("sum {axis} {keep}"), &[x.clone()], |_, v| weighted(&v[0].sum(axis, keep)?, 2));
-            check(&format!("mean {axis} {keep}"), &[x.clone()], |_, v| weighted(&v[0].mean(axis, keep)?, 2));
+            check(&format!("sum {axis} {keep}"), std::slice::from_ref(&x), |_, v| weighted(&v[0].sum(axis, keep)?, 2));
+            check(&format!("mean {axis} {keep}"), std::slice::from_ref(&x), |_, v| {
+                weighted(&v[0].mean(axis, keep)?, 2)
+            });
         }
     }
 }
@@ -75,9 +79,9 @@ fn reductions() {
 fn activations() {
     // 3 * rand covers the curved region of each function; relu avoids its kink at 0 by |x| > 0.05
     let x = Rng::new(3).uniform_tensor(&[4, 9], -3.0, 3.0, DType::F64).unwrap();
-    check("gelu_tanh", &[x.clone()], |_, v| weighted(&v[0].gelu_tanh()?, 1));
-    check("gelu_erf", &[x.clone()], |_, v| weighted(&v[0].gelu_erf()?, 1));
-    check("tanh", &[x.clone()], |_, v| weighted(&v[0].tanh()?, 1));
+    check("gelu_tanh", std::slice::from_ref(&x), |_, v| weighted(&v[0].gelu_tanh()?, 1));
+    check("gelu_erf", std::slice::from_ref(&x), |_, v| weighted(&v[0].gelu_erf()?, 1));
+    check("tanh", std::slice::from_ref(&x), |_, v| weighted(&v[0].tanh()?, 1));
     let r: Vec<f64> = x.to_vec_f64().iter().map(|&v| if v.abs() < 0.05 { 0.5 } else { v }).collect();
     check("relu", &[Tensor::from_vec(r, &[4, 9]).unwrap()], |_, v| weighted(&v[0].relu()?, 1));
 }
@@ -137,7 +141,8 @@ fn concat_split_narrow_reshape_permute() {
 #[test]
 fn a_small_attention_block_end_to_end() {
     // x [B=2, S=3, H=4], one head pair, through q k^T, masked softmax, v, projection, LN.
-    let inputs = [rand(1, &[2, 3, 4]), rand(2, &[4, 4]), rand(3, &[4, 4]), rand(4, &[4, 4]), rand(5, &[4]), rand(6, &[4])];
+    let inputs =
+        [rand(1, &[2, 3, 4]), rand(2, &[4, 4]), rand(3, &[4, 4]), rand(4, &[4, 4]), rand(5, &[4]), rand(6, &[4])];
     check("attention", &inputs, |_, v| {
         let (x, wq, wk, wv) = (&v[0], &v[1], &v[2], &v[3]);
         let q = x.linear(wq, None)?.reshape(&[2, 3, 2, 2])?.permute(&[0, 2, 1, 3])?;
@@ -147,4 +152,28 @@ fn a_small_attention_block_end_to_end() {
         let ctx = p.matmul(&val, false, false, None)?.permute(&[0, 2, 1, 3])?.reshape(&[2, 3, 4])?;
         weighted(&ctx.add(x)?.layer_norm(&v[4], &v[5], 1e-12)?, 11)
     });
+}
+
+#[test]
+fn fused_albert_embeddings_all_seven_parameters() {
+    // V=6, P=5, T=2, E=4, H=3; ids with repeats; dropout on (fixed seed) to cover its backward.
+    let ids = Tensor::from_i64(vec![1, 5, 1, 0, 2, 1], &[2, 3]).unwrap();
+    let types = Tensor::from_i64(vec![0, 0, 1, 0, 1, 1], &[2, 3]).unwrap();
+    let pos = Tensor::from_i64(vec![0, 1, 2, 0, 1, 2], &[2, 3]).unwrap();
+    let inputs = [
+        rand(1, &[6, 4]),
+        rand(2, &[5, 4]),
+        rand(3, &[2, 4]),
+        rand(4, &[4]),
+        rand(5, &[4]),
+        rand(6, &[3, 4]),
+        rand(7, &[3]),
+    ];
+    for p in [0.0, 0.25] {
+        let (ids, types, pos) = (ids.clone(), types.clone(), pos.clone());
+        check(&format!("albert_embeddings dropout {p}"), &inputs, move |_, v| {
+            let params = [&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6]];
+            weighted(&Var::albert_embeddings(params, &ids, &types, &pos, 1e-12, p, None, &mut Rng::new(3))?, 12)
+        });
+    }
 }

@@ -3,6 +3,7 @@
 
 mod ops_report;
 
+use albert::{cli_forward, cli_params};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -22,12 +23,18 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Parameter counts per component for AlbertModel and AlbertForPreTraining.
+    Params(cli_params::ParamsArgs),
+    /// Run a Hugging Face ALBERT checkpoint on ids from a safetensors file; write its outputs.
+    Forward(cli_forward::ForwardArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Ops { seed: 0 }) {
         Command::Ops { seed } => ops_report::run(seed),
+        Command::Params(args) => cli_params::run(&args),
+        Command::Forward(args) => cli_forward::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

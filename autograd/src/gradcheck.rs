@@ -28,10 +28,8 @@ where
     let vars: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
     let out = f(&tape, &vars)?;
     let grads = tape.backward(&out, &mut ParamStore::new())?;
-    let analytic: Vec<Vec<f64>> = vars
-        .iter()
-        .map(|v| grads.get(v).map_or_else(|| vec![0.0; v.value().numel()], |g| g.to_vec_f64()))
-        .collect();
+    let analytic: Vec<Vec<f64>> =
+        vars.iter().map(|v| grads.get(v).map_or_else(|| vec![0.0; v.value().numel()], |g| g.to_vec_f64())).collect();
     // numeric
     let eval = |k: usize, data: &[f64]| -> Result<f64> {
         let tape = Tape::no_grad();

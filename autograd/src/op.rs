@@ -3,36 +3,113 @@
 //! method on `Var`.
 
 use crate::params::ParamId;
-use engine::ops::{self, CrossEntropySaved, DropoutMask, LayerNormSaved};
+use engine::ops::{self, CrossEntropySaved, DropoutMask, EmbeddingParams, EmbeddingSaved, LayerNormSaved};
 use engine::{Result, Tensor};
 
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
     /// An input or a parameter: no inputs, gradient delivered to the caller or the store.
-    Leaf { param: Option<ParamId> },
-    MatMul { a: Tensor, b: Tensor, trans_a: bool, trans_b: bool, bias: bool },
-    Add { a_shape: Vec<usize>, b_shape: Vec<usize> },
-    Sub { a_shape: Vec<usize>, b_shape: Vec<usize> },
-    Mul { a: Tensor, b: Tensor },
-    Div { a: Tensor, b: Tensor },
-    Scale { s: f64 },
-    Sum { in_shape: Vec<usize>, axis: isize, keepdim: bool },
-    Mean { in_shape: Vec<usize>, axis: isize, keepdim: bool },
-    GeluTanh { x: Tensor },
-    GeluErf { x: Tensor },
-    Tanh { y: Tensor },
-    Relu { x: Tensor },
-    Softmax { y: Tensor, scale: f64 },
-    LayerNorm { x: Tensor, gamma: Tensor, saved: LayerNormSaved },
-    Embedding { ids: Tensor, table_shape: Vec<usize> },
-    GatherRows { idx: Tensor, x_shape: Vec<usize> },
-    Dropout { mask: DropoutMask },
-    CrossEntropy { logits: Tensor, targets: Tensor, ignore_index: i64, saved: CrossEntropySaved },
-    Concat { shapes: Vec<Vec<usize>>, axis: isize },
-    Narrow { full_shape: Vec<usize>, axis: isize, start: usize },
-    Reshape { in_shape: Vec<usize> },
-    Permute { perm: Vec<usize> },
-    BroadcastTo { in_shape: Vec<usize> },
+    Leaf {
+        param: Option<ParamId>,
+    },
+    MatMul {
+        a: Tensor,
+        b: Tensor,
+        trans_a: bool,
+        trans_b: bool,
+        bias: bool,
+    },
+    Add {
+        a_shape: Vec<usize>,
+        b_shape: Vec<usize>,
+    },
+    Sub {
+        a_shape: Vec<usize>,
+        b_shape: Vec<usize>,
+    },
+    Mul {
+        a: Tensor,
+        b: Tensor,
+    },
+    Div {
+        a: Tensor,
+        b: Tensor,
+    },
+    Scale {
+        s: f64,
+    },
+    Sum {
+        in_shape: Vec<usize>,
+        axis: isize,
+        keepdim: bool,
+    },
+    Mean {
+        in_shape: Vec<usize>,
+        axis: isize,
+        keepdim: bool,
+    },
+    GeluTanh {
+        x: Tensor,
+    },
+    GeluErf {
+        x: Tensor,
+    },
+    Tanh {
+        y: Tensor,
+    },
+    Relu {
+        x: Tensor,
+    },
+    Softmax {
+        y: Tensor,
+        scale: f64,
+    },
+    LayerNorm {
+        x: Tensor,
+        gamma: Tensor,
+        saved: LayerNormSaved,
+    },
+    Embedding {
+        ids: Tensor,
+        table_shape: Vec<usize>,
+    },
+    GatherRows {
+        idx: Tensor,
+        x_shape: Vec<usize>,
+    },
+    Dropout {
+        mask: DropoutMask,
+    },
+    CrossEntropy {
+        logits: Tensor,
+        targets: Tensor,
+        ignore_index: i64,
+        saved: CrossEntropySaved,
+    },
+    Concat {
+        shapes: Vec<Vec<usize>>,
+        axis: isize,
+    },
+    Narrow {
+        full_shape: Vec<usize>,
+        axis: isize,
+        start: usize,
+    },
+    Reshape {
+        in_shape: Vec<usize>,
+    },
+    Permute {
+        perm: Vec<usize>,
+    },
+    BroadcastTo {
+        in_shape: Vec<usize>,
+    },
+    /// The fused factorised embedding; inputs: word, position, token_type, ln_gamma, ln_beta,
+    /// proj_w, proj_b.
+    AlbertEmbeddings {
+        params: Box<EmbeddingParams>,
+        saved: EmbeddingSaved,
+    },
 }
 
 /// Restores a dropped dim so keepdim=false reductions can be broadcast back.
@@ -69,6 +146,7 @@ impl Op {
             Op::Reshape { .. } => "reshape",
             Op::Permute { .. } => "permute",
             Op::BroadcastTo { .. } => "broadcast_to",
+            Op::AlbertEmbeddings { .. } => "albert_embeddings",
         }
     }
 
@@ -133,6 +211,10 @@ impl Op {
                 vec![g.permute(&inv)?.contiguous()]
             }
             Op::BroadcastTo { in_shape } => vec![ops::sum_to_shape(g, in_shape)?],
+            Op::AlbertEmbeddings { params, saved } => {
+                let d = ops::albert_embeddings_bwd(g, params, saved)?;
+                vec![d.word, d.position, d.token_type, d.ln_gamma, d.ln_beta, d.proj_w, d.proj_b]
+            }
         })
     }
 }

@@ -45,7 +45,12 @@ impl ParamStore {
     pub fn set_value(&mut self, id: ParamId, value: Tensor) -> Result<()> {
         let p = &mut self.params[id.0];
         if p.value.shape() != value.shape() {
-            return Err(Error::Shape(format!("parameter {}: new value {} vs {}", p.name, value.dims(), p.value.dims())));
+            return Err(Error::Shape(format!(
+                "parameter {}: new value {} vs {}",
+                p.name,
+                value.dims(),
+                p.value.dims()
+            )));
         }
         p.value = value;
         Ok(())
@@ -87,7 +92,12 @@ impl ParamStore {
             Some(acc) => acc.add_assign(g),
             None => {
                 if g.shape() != p.value.shape() {
-                    return Err(Error::Shape(format!("parameter {}: gradient {} vs value {}", p.name, g.dims(), p.value.dims())));
+                    return Err(Error::Shape(format!(
+                        "parameter {}: gradient {} vs value {}",
+                        p.name,
+                        g.dims(),
+                        p.value.dims()
+                    )));
                 }
                 p.grad = Some(g.contiguous());
                 Ok(())

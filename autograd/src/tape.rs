@@ -108,7 +108,9 @@ impl Tape {
             return Err(Error::Shape(format!("backward: the loss must have one element, got {}", loss.value().dims())));
         }
         let Some(root) = loss.id() else {
-            return Err(Error::Invalid("backward: the loss does not depend on any leaf or parameter (or the tape is no_grad)".into()));
+            return Err(Error::Invalid(
+                "backward: the loss does not depend on any leaf or parameter (or the tape is no_grad)".into(),
+            ));
         };
         let mut nodes = std::mem::take(&mut self.inner.borrow_mut().nodes);
         let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];

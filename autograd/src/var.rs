@@ -2,6 +2,7 @@
 
 use crate::op::Op;
 use crate::tape::Tape;
+use engine::ops::{EmbeddingDropout, EmbeddingParams};
 use engine::{ops, Result, Rng, Tensor};
 
 #[derive(Clone)]
@@ -225,5 +226,46 @@ impl<'t> Var<'t> {
     pub fn broadcast_to(&self, shape: &[usize]) -> Result<Var<'t>> {
         let y = self.value.broadcast_to(shape)?;
         Ok(self.rec(Op::BroadcastTo { in_shape: self.shape().to_vec() }, &[self], y))
+    }
+
+    // ---------------------------------------------------------------- fused model ops
+    /// ALBERT's fused factorised embedding (see `engine::ops::embeddings`):
+    /// dropout(LN(word[ids] + position[positions] + token_type[types])) W^T + b.
+    /// `params` = [word, position, token_type, ln_gamma, ln_beta, proj_w, proj_b].
+    #[allow(clippy::too_many_arguments)]
+    pub fn albert_embeddings(
+        params: [&Var<'t>; 7],
+        ids: &Tensor,
+        types: &Tensor,
+        positions: &Tensor,
+        eps: f64,
+        dropout_p: f64,
+        padding_idx: Option<usize>,
+        rng: &mut Rng,
+    ) -> Result<Var<'t>> {
+        let v = |i: usize| params[i].value.clone();
+        let p = EmbeddingParams {
+            word: v(0),
+            position: v(1),
+            token_type: v(2),
+            ln_gamma: v(3),
+            ln_beta: v(4),
+            proj_w: v(5),
+            proj_b: v(6),
+        };
+        let dropout = if dropout_p > 0.0 {
+            if dropout_p >= 1.0 {
+                return Err(engine::Error::Invalid(format!("albert_embeddings: dropout {dropout_p} must be < 1")));
+            }
+            let n = ids.numel() * p.word.shape()[1];
+            Some(EmbeddingDropout {
+                keep: std::sync::Arc::new(rng.bernoulli_mask(n, 1.0 - dropout_p)),
+                scale: 1.0 / (1.0 - dropout_p),
+            })
+        } else {
+            None
+        };
+        let (y, saved) = ops::albert_embeddings(&p, ids, types, positions, eps, dropout, padding_idx)?;
+        Ok(params[0].rec(Op::AlbertEmbeddings { params: Box::new(p), saved }, &params, y))
     }
 }

@@ -105,18 +105,42 @@ pub mod k {
     }
     // Maps `module, name` to the scalar reference `module::name_scalar`.
     macro_rules! paste_scalar {
-        (act, gelu_tanh_fwd) => { act::gelu_tanh_fwd_scalar };
-        (act, gelu_tanh_bwd) => { act::gelu_tanh_bwd_scalar };
-        (act, gelu_erf_fwd) => { act::gelu_erf_fwd_scalar };
-        (act, gelu_erf_bwd) => { act::gelu_erf_bwd_scalar };
-        (act, tanh_fwd) => { act::tanh_fwd_scalar };
-        (act, tanh_bwd) => { act::tanh_bwd_scalar };
-        (act, relu_fwd) => { act::relu_fwd_scalar };
-        (act, relu_bwd) => { act::relu_bwd_scalar };
-        (binary, add_fwd) => { binary::add_fwd_scalar };
-        (binary, sub_fwd) => { binary::sub_fwd_scalar };
-        (binary, mul_fwd) => { binary::mul_fwd_scalar };
-        (binary, div_fwd) => { binary::div_fwd_scalar };
+        (act, gelu_tanh_fwd) => {
+            act::gelu_tanh_fwd_scalar
+        };
+        (act, gelu_tanh_bwd) => {
+            act::gelu_tanh_bwd_scalar
+        };
+        (act, gelu_erf_fwd) => {
+            act::gelu_erf_fwd_scalar
+        };
+        (act, gelu_erf_bwd) => {
+            act::gelu_erf_bwd_scalar
+        };
+        (act, tanh_fwd) => {
+            act::tanh_fwd_scalar
+        };
+        (act, tanh_bwd) => {
+            act::tanh_bwd_scalar
+        };
+        (act, relu_fwd) => {
+            act::relu_fwd_scalar
+        };
+        (act, relu_bwd) => {
+            act::relu_bwd_scalar
+        };
+        (binary, add_fwd) => {
+            binary::add_fwd_scalar
+        };
+        (binary, sub_fwd) => {
+            binary::sub_fwd_scalar
+        };
+        (binary, mul_fwd) => {
+            binary::mul_fwd_scalar
+        };
+        (binary, div_fwd) => {
+            binary::div_fwd_scalar
+        };
     }
     unary_route!(gelu_tanh_fwd, gelu_erf_fwd, tanh_fwd, relu_fwd);
     unary_bwd_route!(gelu_tanh_bwd, gelu_erf_bwd, tanh_bwd, relu_bwd);
@@ -164,7 +188,15 @@ pub mod k {
             reduce::sum_axis_bwd_scalar(dinp, dout, outer, len, inner)
         }
     }
-    pub fn softmax_fwd<T: Elem>(out: &mut [T], x: &[T], mask: Option<&[T]>, rows: usize, cols: usize, rpm: usize, k: T) {
+    pub fn softmax_fwd<T: Elem>(
+        out: &mut [T],
+        x: &[T],
+        mask: Option<&[T]>,
+        rows: usize,
+        cols: usize,
+        rpm: usize,
+        k: T,
+    ) {
         if fast::<T>() {
             softmax::softmax_fwd(w(out), r(x), mask.map(r), rows, cols, rpm, s(k))
         } else {

@@ -120,7 +120,8 @@ impl Layout {
     /// Reorders the axes: new axis i is old axis perm[i].
     pub fn permute(&self, perm: &[usize]) -> Result<Layout> {
         let mut seen = vec![false; self.rank()];
-        if perm.len() != self.rank() || perm.iter().any(|&p| p >= self.rank() || std::mem::replace(&mut seen[p], true)) {
+        if perm.len() != self.rank() || perm.iter().any(|&p| p >= self.rank() || std::mem::replace(&mut seen[p], true))
+        {
             return Err(Error::Shape(format!(
                 "permute: {perm:?} is not a permutation of the {} axes of {}",
                 self.rank(),
@@ -151,9 +152,7 @@ impl Layout {
 
     /// Repeats size-1 (or missing leading) axes to reach `shape`, with stride 0.
     pub fn broadcast_to(&self, shape: &[usize]) -> Result<Layout> {
-        let err = || {
-            Error::Shape(format!("broadcast: cannot broadcast {} to {}", dims(&self.shape), dims(shape)))
-        };
+        let err = || Error::Shape(format!("broadcast: cannot broadcast {} to {}", dims(&self.shape), dims(shape)));
         if shape.len() < self.rank() {
             return Err(err());
         }

@@ -116,7 +116,12 @@ impl Tensor {
     /// The elements of a contiguous tensor of element type T, as a slice of its storage.
     pub fn data<T: Elem>(&self, op: &str) -> Result<&[T]> {
         let all = T::slice(self.cpu()).ok_or_else(|| {
-            Error::DType(format!("{op}: expected a {} tensor, found {} with shape {}", T::DTYPE, self.dtype(), self.dims()))
+            Error::DType(format!(
+                "{op}: expected a {} tensor, found {} with shape {}",
+                T::DTYPE,
+                self.dtype(),
+                self.dims()
+            ))
         })?;
         if !self.is_contiguous() {
             return Err(Error::Invalid(format!("{op}: tensor {} must be contiguous", self.dims())));
@@ -128,7 +133,12 @@ impl Tensor {
     /// The whole storage buffer and this tensor's offset into it (for strided kernels).
     pub(crate) fn storage_slice<T: Elem>(&self, op: &str) -> Result<(&[T], usize)> {
         let all = T::slice(self.cpu()).ok_or_else(|| {
-            Error::DType(format!("{op}: expected a {} tensor, found {} with shape {}", T::DTYPE, self.dtype(), self.dims()))
+            Error::DType(format!(
+                "{op}: expected a {} tensor, found {} with shape {}",
+                T::DTYPE,
+                self.dtype(),
+                self.dims()
+            ))
         })?;
         Ok((all, self.layout.offset()))
     }
@@ -307,7 +317,7 @@ fn strided<T: Copy + Send + Sync>(src: &[T], l: &Layout) -> Vec<T> {
         return out;
     }
     out.resize(l.numel(), src[l.offset()]);
-    kernels::cpu::copy::copy_strided_scalar(&mut out, src, l.shape(), l.strides(), l.offset());
+    kernels::cpu::copy::copy_strided(&mut out, src, l.shape(), l.strides(), l.offset());
     out
 }
 
@@ -315,6 +325,13 @@ impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let v = self.to_vec_f64();
         let head: Vec<String> = v.iter().take(8).map(|x| format!("{x:.6}")).collect();
-        write!(f, "Tensor({} {} [{}{}])", self.dtype(), self.dims(), head.join(", "), if v.len() > 8 { ", ..." } else { "" })
+        write!(
+            f,
+            "Tensor({} {} [{}{}])",
+            self.dtype(),
+            self.dims(),
+            head.join(", "),
+            if v.len() > 8 { ", ..." } else { "" }
+        )
     }
 }

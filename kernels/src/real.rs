@@ -5,9 +5,7 @@ use std::fmt::Debug;
 use std::iter::Sum;
 
 /// A floating-point element the scalar reference kernels are generic over (f32 and f64).
-pub trait Real:
-    Float + FromPrimitive + NumAssign + Sum + Debug + Default + Send + Sync + 'static
-{
+pub trait Real: Float + FromPrimitive + NumAssign + Sum + Debug + Default + Send + Sync + 'static {
     /// Lossless-enough conversion from an f64 constant written in the source.
     fn c(x: f64) -> Self {
         Self::from_f64(x).expect("constant representable")

@@ -18,10 +18,10 @@ fn f32v(x: &[f64]) -> Vec<f32> {
     x.iter().map(|&v| v as f32).collect()
 }
 
-/// Element counts: tiny, around one vector, not multiples of 8, and one above 2 * PAR_CHUNK so
-/// the threaded path runs too.
+/// Element counts: tiny, around one vector, not multiples of 8, and two past the threading
+/// thresholds (simd::PAR_MIN_HEAVY = 131072, PAR_MIN_LIGHT = 524288) so the threaded paths run.
 fn sizes() -> impl Strategy<Value = usize> {
-    prop::sample::select(vec![1usize, 3, 7, 8, 9, 17, 33, 129, 1000, 70_001])
+    prop::sample::select(vec![1usize, 3, 7, 8, 9, 17, 33, 129, 1000, 140_001, 600_001])
 }
 
 /// Where the input starts inside its buffer: odd offsets give unaligned slices.
@@ -36,6 +36,7 @@ fn check_fwd(what: &str, x: &[f32], fast: Fwd32, reference: Fwd64, abs: f32, rel
     out.check_canaries(what);
     let mut want = vec![0f64; x.len()];
     reference(&mut want, &f64v(x));
+    let (abs, rel) = tol((abs, rel));
     assert_close(what, out.inner(), &f32v(&want), abs, rel);
 }
 
@@ -46,21 +47,44 @@ fn check_bwd(what: &str, x: &[f32], g: &[f32], fast: Bwd32, reference: Bwd64, ab
     d.check_canaries(what);
     let mut want = vec![0f64; x.len()];
     reference(&mut want, &f64v(x), &f64v(g));
+    let (abs, rel) = tol((abs, rel));
     assert_close(what, d.inner(), &f32v(&want), abs, rel);
 }
 
-// Tolerances. The f64 reference is exact to f32 precision, so these bound the f32 kernel's own
-// error: exp/tanh/erf approximations (1-2 ulp, documented in cpu/simd.rs) plus a few roundings.
-// gelu_tanh: for x < 0 the output is ~x e^{2u}, so the ~2 ulp relative error of u = k x (1 + c x^2)
-// is amplified by |2u| (up to ~25 at |x| = 6, where the output is already < 1e-10).
+/// The bounds in this file are for the AVX2 kernels. Without AVX2 (or with ALBERT_FORCE_SCALAR=1)
+/// the entry points run the scalar reference in f32 instead, which forms 0.5 x (1 + tanh(u)) with
+/// cancellation for x < 0 (relative error up to ~1e-1 on outputs below ~1e-6): that path gets an
+/// absolute floor of 3e-6 and 4x the relative bound.
+fn tol(t: (f32, f32)) -> (f32, f32) {
+    if kernels::cpu::has_avx2() {
+        t
+    } else {
+        (t.0.max(3e-6), t.1 * 4.0)
+    }
+}
+
+// Tolerances (abs, rel). The f64 reference is exact to f32 precision, so these bound the f32
+// kernel's own error: the exp/tanh/erf approximations (1-2 ulp, measured in cpu/simd.rs) plus a
+// few roundings. Measured maxima on 200k inputs in [-8, 8] are quoted; each bound is ~3x that.
+// gelu_tanh (measured rel 1.9e-6): for x < 0 the output is ~x e^{2u}, so the ~2 ulp error of
+// u = k x (1 + c x^2) is amplified by |2u|; where that exceeds ~25 the output is below 1e-10.
 const GELU_TANH: (f32, f32) = (1e-10, 6e-6);
-// gelu_erf: erf has absolute error 1.2e-7, multiplied by 0.5 |x| (|x| <= 8 here).
-const GELU_ERF: (f32, f32) = (6e-7, 1e-6);
-// tanh: 1.3 ulp measured; 4 ulp of slack for the bwd's extra roundings.
+// gelu_erf (measured rel 5.8e-7, thanks to the erfc form for x < 0); outputs below 1e-10 only
+// lose precision to subnormals.
+const GELU_ERF: (f32, f32) = (1e-10, 2e-6);
+// tanh (measured 1.4e-7 = 1.3 ulp): 4 ulp.
 const TANH: (f32, f32) = (1e-30, 5e-7);
 
+/// 64 cases keep the suite fast; PROPTEST_CASES=n overrides for a longer soak.
+fn config() -> ProptestConfig {
+    match std::env::var("PROPTEST_CASES") {
+        Ok(_) => ProptestConfig::default(),
+        Err(_) => ProptestConfig::with_cases(64),
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config())]
 
     #[test]
     fn gelu_tanh_matches_reference(n in sizes(), off in offsets(), seed in any::<u64>()) {
@@ -68,7 +92,8 @@ proptest! {
         let g = rand_vec(seed ^ 1, n + off + 2, -2.0, 2.0);
         let (x, g) = (&x[off..off + n], &g[2..2 + n]);
         check_fwd("gelu_tanh_fwd", x, gelu_tanh_fwd, gelu_tanh_fwd_scalar::<f64>, GELU_TANH.0, GELU_TANH.1);
-        // bwd: s + 2 x s (1 - s) du sums terms of both signs; 1e-6 absolute covers the cancellation
+        // bwd (measured abs 4e-7): s + 2 x s (1 - s) du has terms of both signs and crosses 0
+        // near x = -0.75, so relative error is meaningless there; 1e-6 absolute, |dout| <= 2
         check_bwd("gelu_tanh_bwd", x, g, gelu_tanh_bwd, gelu_tanh_bwd_scalar::<f64>, 1e-6, GELU_TANH.1);
     }
 
@@ -78,7 +103,7 @@ proptest! {
         let g = rand_vec(seed ^ 1, n + off + 2, -2.0, 2.0);
         let (x, g) = (&x[off..off + n], &g[2..2 + n]);
         check_fwd("gelu_erf_fwd", x, gelu_erf_fwd, gelu_erf_fwd_scalar::<f64>, GELU_ERF.0, GELU_ERF.1);
-        // bwd: cdf carries erf's 1.2e-7 absolute error, times |dout| <= 2
+        // bwd (measured abs 3.2e-7): cdf + x pdf also crosses 0 near x = -0.75; |dout| <= 2
         check_bwd("gelu_erf_bwd", x, g, gelu_erf_bwd, gelu_erf_bwd_scalar::<f64>, 6e-7, GELU_ERF.1);
     }
 
@@ -109,9 +134,8 @@ proptest! {
 /// boundaries of the approximations, and saturation out to |x| = 30, in both signs.
 fn extremes() -> Vec<f32> {
     let pos = [
-        0.0f32, 1e-45, 1e-40, 1e-38, 1e-30, 1e-20, 1e-10, 1e-7, 1e-4, 1e-3, 0.1, 0.5, 0.62, 0.625,
-        0.63, 0.9, 1.0, 1.1, 1.4142, 1.5, 2.0, 3.0, 3.92, 4.0, 5.0, 5.5437, 5.6, 7.0, 9.0, 9.02,
-        9.5, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0,
+        0.0f32, 1e-45, 1e-40, 1e-38, 1e-30, 1e-20, 1e-10, 1e-7, 1e-4, 1e-3, 0.1, 0.5, 0.62, 0.625, 0.63, 0.9, 1.0, 1.1,
+        1.414, 1.5, 2.0, 3.0, 3.92, 4.0, 5.0, 5.5437, 5.6, 7.0, 9.0, 9.02, 9.5, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0,
     ];
     pos.iter().flat_map(|&v| [v, -v]).collect()
 }
@@ -126,8 +150,7 @@ fn extreme_inputs() {
     check_fwd("tanh_fwd extremes", &x, tanh_fwd, tanh_fwd_scalar::<f64>, 1e-30, TANH.1);
     check_fwd("gelu_tanh_fwd extremes", &x, gelu_tanh_fwd, gelu_tanh_fwd_scalar::<f64>, GELU_TANH.0, GELU_TANH.1);
     check_bwd("gelu_tanh_bwd extremes", &x, &g, gelu_tanh_bwd, gelu_tanh_bwd_scalar::<f64>, 1e-6, GELU_TANH.1);
-    // gelu_erf: erf's error is absolute (1.2e-7); scaled by 0.5 |x| up to |x| = 30
-    check_fwd("gelu_erf_fwd extremes", &x, gelu_erf_fwd, gelu_erf_fwd_scalar::<f64>, 2e-6, GELU_ERF.1);
+    check_fwd("gelu_erf_fwd extremes", &x, gelu_erf_fwd, gelu_erf_fwd_scalar::<f64>, GELU_ERF.0, GELU_ERF.1);
     check_bwd("gelu_erf_bwd extremes", &x, &g, gelu_erf_bwd, gelu_erf_bwd_scalar::<f64>, 6e-7, GELU_ERF.1);
 
     // tiny inputs: relative error only, no absolute slack at all

@@ -40,14 +40,7 @@ struct Case {
 
 impl Case {
     fn gemm(&self) -> Gemm {
-        let mut g = Gemm::batched(
-            self.batch,
-            self.m,
-            self.n,
-            self.k,
-            self.trans_a,
-            self.trans_b,
-        );
+        let mut g = Gemm::batched(self.batch, self.m, self.n, self.k, self.trans_a, self.trans_b);
         g.lda += self.pad[0];
         g.ldb += self.pad[1];
         g.ldc += self.pad[2];
@@ -70,9 +63,7 @@ fn check(case: &Case) {
     let (la, lb, lc) = g.min_lens();
     let a = rand_vec(case.seed, la, -1.0, 1.0);
     let b = rand_vec(case.seed ^ 0x5bd1, lb, -1.0, 1.0);
-    let bias = case
-        .bias
-        .then(|| rand_vec(case.seed ^ 0xb1a5, g.n, -1.0, 1.0));
+    let bias = case.bias.then(|| rand_vec(case.seed ^ 0xb1a5, g.n, -1.0, 1.0));
 
     // Output positions start random (accumulate) or NaN (must be overwritten); the rest is PAD.
     let mut is_out = vec![false; lc];
@@ -98,13 +89,7 @@ fn check(case: &Case) {
 
     let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
     let mut want = wide(&init);
-    gemm_scalar::<f64>(
-        &g,
-        &wide(&a),
-        &wide(&b),
-        &mut want,
-        bias.as_deref().map(wide).as_deref(),
-    );
+    gemm_scalar::<f64>(&g, &wide(&a), &wide(&b), &mut want, bias.as_deref().map(wide).as_deref());
 
     let (mut got_out, mut want_out) = (Vec::new(), Vec::new());
     for x in 0..lc {
@@ -113,22 +98,13 @@ fn check(case: &Case) {
             got_out.push(got);
             want_out.push(want[x] as f32);
         } else {
-            assert!(
-                got.to_bits() == PAD.to_bits(),
-                "{case:?}: padding {x} changed to {got}"
-            );
+            assert!(got.to_bits() == PAD.to_bits(), "{case:?}: padding {x} changed to {got}");
         }
     }
     // Terms summed into one output: k products, bias and old C, once per batch entry if shared.
     let reps = if case.share[2] { g.batch } else { 1 };
     let terms = (reps * (g.k + 2)) as f32;
-    assert_close(
-        &format!("{case:?}"),
-        &got_out,
-        &want_out,
-        2e-6 * terms,
-        1e-5,
-    );
+    assert_close(&format!("{case:?}"), &got_out, &want_out, 2e-6 * terms, 1e-5);
 }
 
 fn dim() -> impl Strategy<Value = usize> {
@@ -136,18 +112,8 @@ fn dim() -> impl Strategy<Value = usize> {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    let shape = (
-        1usize..=3,
-        dim(),
-        dim(),
-        dim(),
-        any::<bool>(),
-        any::<bool>(),
-    );
-    let layout = (
-        prop::array::uniform3(0usize..4),
-        prop::array::uniform3(prop::bool::weighted(0.25)),
-    );
+    let shape = (1usize..=3, dim(), dim(), dim(), any::<bool>(), any::<bool>());
+    let layout = (prop::array::uniform3(0usize..4), prop::array::uniform3(prop::bool::weighted(0.25)));
     (shape, layout, any::<bool>(), any::<bool>(), any::<u64>()).prop_map(
         |((batch, m, n, k, trans_a, trans_b), (pad, share), accumulate, bias, seed)| Case {
             batch,
@@ -192,49 +158,39 @@ fn dense(batch: usize, m: usize, n: usize, k: usize, trans_a: bool, trans_b: boo
 
 /// ALBERT-base at batch 1 x seq 128 (the benches use batch 8): the Linear layers (trans_b, with
 /// bias), attention scores and context, and the backward products (dW = dY^T X, dX = dY W).
+/// Big enough that each product is split over the threads (by columns when n > m, else rows).
 #[test]
 fn albert_shapes() {
-    let linear = |n, k| Case {
-        bias: true,
-        ..dense(1, 128, n, k, false, true)
-    };
-    check(&linear(768, 768)); // Q/K/V/O projections
-    check(&linear(3072, 768)); // FFN up
-    check(&linear(768, 3072)); // FFN down
-    check(&linear(768, 128)); // embedding E -> H
-    check(&dense(12, 128, 128, 64, false, true)); // scores Q K^T, per head
-    check(&dense(12, 128, 64, 128, false, false)); // context P V
-    check(&Case {
-        accumulate: true,
-        ..dense(1, 768, 768, 128, true, false)
-    }); // dW += dY^T X
-    check(&dense(1, 128, 768, 3072, false, false)); // dX = dY W
-                                                    // One weight shared by a batch of 3 (stride 0), rows padded, summed into one C: runs the
-                                                    // batch in order with every product split over the threads and k in 3 blocks.
+    let linear = |n, k| Case { bias: true, ..dense(1, 128, n, k, false, true) };
+    // Q/K/V/O projections, FFN up, FFN down, embedding E -> H.
+    for (n, k) in [(768, 768), (3072, 768), (768, 3072), (768, 128)] {
+        check(&linear(n, k));
+    }
+    // Attention scores Q K^T and context P V, per head (split over the heads).
+    check(&dense(12, 128, 128, 64, false, true));
+    check(&dense(12, 128, 64, 128, false, false));
+    // dW += dY^T X (split by rows), dX = dY W.
+    check(&Case { accumulate: true, ..dense(1, 768, 768, 128, true, false) });
+    check(&dense(1, 128, 768, 3072, false, false));
+    // One weight shared by a batch of 3 (stride 0), rows padded, all summed into one C: runs
+    // the batch in order, each product split over the threads, k in 5 blocks.
     let shared = Case {
         pad: [3, 1, 2],
         share: [false, true, true],
         accumulate: true,
         bias: true,
-        ..dense(3, 130, 70, 520, false, true)
+        ..dense(3, 130, 70, 1040, false, true)
     };
     check(&shared);
     // Wider than one NC column block.
-    check(&Case {
-        bias: true,
-        ..dense(1, 7, 4100, 3, true, false)
-    });
+    check(&Case { bias: true, ..dense(1, 7, 4100, 3, true, false) });
 }
 
 /// k = 0: C becomes (C or 0) + bias, exactly as the reference writes it.
 #[test]
 fn k_zero_is_exact() {
     for accumulate in [false, true] {
-        let g = Gemm {
-            accumulate,
-            ldc: 9,
-            ..Gemm::batched(2, 3, 5, 0, false, true)
-        };
+        let g = Gemm { accumulate, ldc: 9, ..Gemm::batched(2, 3, 5, 0, false, true) };
         let (la, lb, lc) = g.min_lens();
         let (a, b) = (vec![0.0; la], vec![0.0; lb]);
         let bias = rand_vec(1, 5, -1.0, 1.0);
@@ -243,13 +199,7 @@ fn k_zero_is_exact() {
         gemm(&g, &a, &b, got.inner_mut(), Some(&bias));
         gemm_scalar(&g, &a, &b, &mut want, Some(&bias));
         got.check_canaries("k = 0");
-        assert!(
-            got.inner()
-                .iter()
-                .zip(&want)
-                .all(|(x, y)| x.to_bits() == y.to_bits()),
-            "k = 0"
-        );
+        assert!(got.inner().iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "k = 0");
     }
 }
 
@@ -257,10 +207,7 @@ fn k_zero_is_exact() {
 #[test]
 fn scalar_path_is_the_reference() {
     for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-        let g = Gemm {
-            accumulate: true,
-            ..Gemm::batched(2, 17, 33, 15, ta, tb)
-        };
+        let g = Gemm { accumulate: true, ..Gemm::batched(2, 17, 33, 15, ta, tb) };
         let (la, lb, lc) = g.min_lens();
         let a = rand_vec(3, la, -1.0, 1.0);
         let b = rand_vec(4, lb, -1.0, 1.0);
@@ -270,12 +217,6 @@ fn scalar_path_is_the_reference() {
         gemm_isa(Isa::Scalar, &g, &a, &b, got.inner_mut(), Some(&bias));
         gemm_scalar(&g, &a, &b, &mut want, Some(&bias));
         got.check_canaries("scalar");
-        assert!(
-            got.inner()
-                .iter()
-                .zip(&want)
-                .all(|(x, y)| x.to_bits() == y.to_bits()),
-            "scalar"
-        );
+        assert!(got.inner().iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "scalar");
     }
 }

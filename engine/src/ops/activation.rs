@@ -1,9 +1,9 @@
 //! Pointwise activations and scaling: `gelu_tanh`, `gelu_erf`, `tanh`, `relu`, `scale`.
 
-use num_traits::Zero as _;
 use super::float_dispatch;
 use crate::elem::k;
 use crate::{Result, Tensor};
+use num_traits::Zero as _;
 
 macro_rules! pointwise {
     ($fwd:ident, $bwd:ident, $kfwd:ident, $kbwd:ident, $saved:literal) => {

@@ -1,10 +1,10 @@
 //! add / sub / mul / div with NumPy broadcasting. Broadcast operands are materialised to the
 //! output shape before the kernel; in backward, gradients are summed back to each input's shape.
 
-use num_traits::Zero as _;
 use super::{float_dispatch, reduce::sum_to_shape, same_kind};
 use crate::elem::k;
 use crate::{broadcast_shapes, Result, Tensor};
+use num_traits::Zero as _;
 
 /// Both operands expanded (as dense tensors) to the broadcast shape.
 fn expand(op: &str, a: &Tensor, b: &Tensor) -> Result<(Tensor, Tensor)> {

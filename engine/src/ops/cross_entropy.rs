@@ -1,10 +1,10 @@
 //! Cross-entropy over logits with integer targets: fused log-softmax + NLL, mean over the rows
 //! whose target is not `ignore_index` (HF uses -100).
 
-use num_traits::Zero as _;
 use super::{float_dispatch, rows_cols};
 use crate::elem::k;
 use crate::{Error, Result, Tensor};
+use num_traits::Zero as _;
 
 /// What the backward needs besides the logits: log-sum-exp per row and the counted rows.
 #[derive(Clone, Debug)]

@@ -1,9 +1,9 @@
 //! Inverted dropout with a keep mask drawn from the seeded RNG (same seed, same mask).
 
-use num_traits::Zero as _;
 use super::float_dispatch;
 use crate::elem::k;
 use crate::{Error, Result, Rng, Tensor};
+use num_traits::Zero as _;
 use std::sync::Arc;
 
 /// The mask and scale the backward reuses.

@@ -1,10 +1,10 @@
 //! Row gathers by integer index: the embedding lookup (rows of a table by token id) and the gather
 //! of masked positions for the MLM head. Backward scatter-adds, so repeated ids accumulate.
 
-use num_traits::Zero as _;
 use super::float_dispatch;
-use crate::{Error, Result, Tensor};
 use crate::elem::k;
+use crate::{Error, Result, Tensor};
+use num_traits::Zero as _;
 
 /// Validates ids against the table's row count; the error names the first bad id and where it is.
 fn check_ids(op: &str, ids: &[i64], rows: usize) -> Result<Vec<usize>> {

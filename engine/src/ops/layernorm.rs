@@ -1,9 +1,9 @@
 //! LayerNorm over the last axis (biased variance, configurable eps; ALBERT uses 1e-12).
 
-use num_traits::Zero as _;
 use super::{expect_shape, float_dispatch, rows_cols, same_kind};
 use crate::elem::k;
 use crate::{Result, Tensor};
+use num_traits::Zero as _;
 
 /// What the forward keeps for the backward: per-row mean and 1/sqrt(var + eps).
 #[derive(Clone, Debug)]
@@ -20,17 +20,33 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
     expect_shape("layer_norm", "beta", beta, &[cols])?;
     let (x, g, b) = (x.contiguous(), gamma.contiguous(), beta.contiguous());
     float_dispatch!("layer_norm", x.dtype(), |T| {
-        let (mut out, mut mean, mut rstd) = (vec![T::zero(); rows * cols], vec![T::zero(); rows], vec![T::zero(); rows]);
+        let (mut out, mut mean, mut rstd) =
+            (vec![T::zero(); rows * cols], vec![T::zero(); rows], vec![T::zero(); rows]);
         let op = "layer_norm";
         let e = <T as kernels::Real>::c(eps);
-        k::layernorm_fwd(&mut out, &mut mean, &mut rstd, x.data::<T>(op)?, g.data::<T>(op)?, b.data::<T>(op)?, rows, cols, e);
+        k::layernorm_fwd(
+            &mut out,
+            &mut mean,
+            &mut rstd,
+            x.data::<T>(op)?,
+            g.data::<T>(op)?,
+            b.data::<T>(op)?,
+            rows,
+            cols,
+            e,
+        );
         let saved = LayerNormSaved { mean: Tensor::from_vec(mean, &[rows])?, rstd: Tensor::from_vec(rstd, &[rows])? };
         Ok((Tensor::from_vec(out, x.shape())?, saved))
     })
 }
 
 /// (dx, dgamma, dbeta) for `layer_norm`.
-pub fn layer_norm_bwd(dout: &Tensor, x: &Tensor, gamma: &Tensor, saved: &LayerNormSaved) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn layer_norm_bwd(
+    dout: &Tensor,
+    x: &Tensor,
+    gamma: &Tensor,
+    saved: &LayerNormSaved,
+) -> Result<(Tensor, Tensor, Tensor)> {
     same_kind("layer_norm_bwd", &[dout, x, gamma])?;
     expect_shape("layer_norm_bwd", "dout", dout, x.shape())?;
     let (rows, cols) = rows_cols("layer_norm_bwd", x)?;

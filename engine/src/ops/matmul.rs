@@ -5,11 +5,11 @@
 //! a copy: the gemm reads them through their strides. Leading (batch) dimensions broadcast; a
 //! rank-2 operand is shared by every batch entry, and x[B, S, H] * W^T runs as one big gemm.
 
-use num_traits::Zero as _;
 use super::{float_dispatch, reduce::sum_to_shape, same_kind};
 use crate::elem::k;
 use crate::{broadcast_shapes, Error, Result, Tensor};
 use kernels::cpu::matmul::Gemm;
+use num_traits::Zero as _;
 
 /// How one operand is read by the gemm.
 struct Operand {

@@ -1,10 +1,10 @@
 //! sum and mean over one axis, and `sum_to_shape` (the backward of broadcasting).
 
-use num_traits::Zero as _;
 use super::float_dispatch;
 use crate::elem::k;
 use crate::error::dims;
 use crate::{Error, Result, Tensor};
+use num_traits::Zero as _;
 
 /// (outer, len, inner) around `axis`.
 fn split3(shape: &[usize], axis: usize) -> (usize, usize, usize) {

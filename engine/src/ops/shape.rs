@@ -1,10 +1,10 @@
 //! concat along an axis, split into parts (views), and the zero-padding backward of narrow.
 
-use num_traits::Zero as _;
 use super::{float_dispatch, same_kind};
 use crate::elem::k;
 use crate::error::dims;
 use crate::{Error, Result, Tensor};
+use num_traits::Zero as _;
 
 /// Joins tensors along `axis`; every other dimension must match.
 pub fn concat(ts: &[Tensor], axis: isize) -> Result<Tensor> {
@@ -15,11 +15,7 @@ pub fn concat(ts: &[Tensor], axis: isize) -> Result<Tensor> {
     for t in ts {
         let ok = t.rank() == first.rank() && (0..t.rank()).all(|d| d == ax || t.shape()[d] == first.shape()[d]);
         if !ok {
-            return Err(Error::Shape(format!(
-                "concat: {} and {} differ outside axis {ax}",
-                first.dims(),
-                t.dims()
-            )));
+            return Err(Error::Shape(format!("concat: {} and {} differ outside axis {ax}", first.dims(), t.dims())));
         }
     }
     let outer: usize = first.shape()[..ax].iter().product();
@@ -55,7 +51,11 @@ pub fn concat_bwd(dout: &Tensor, shapes: &[Vec<usize>], axis: isize) -> Result<V
 pub fn split(x: &Tensor, axis: isize, sizes: &[usize]) -> Result<Vec<Tensor>> {
     let ax = x.layout().axis("split", axis)?;
     if sizes.iter().sum::<usize>() != x.shape()[ax] {
-        return Err(Error::Shape(format!("split: sizes {sizes:?} do not add up to {} (axis {ax} of {})", x.shape()[ax], x.dims())));
+        return Err(Error::Shape(format!(
+            "split: sizes {sizes:?} do not add up to {} (axis {ax} of {})",
+            x.shape()[ax],
+            x.dims()
+        )));
     }
     let mut start = 0;
     sizes
@@ -73,7 +73,11 @@ pub fn narrow_bwd(dout: &Tensor, full_shape: &[usize], axis: isize, start: usize
     let ax = dout.layout().axis("narrow_bwd", axis)?;
     let len = dout.shape()[ax];
     if full_shape.len() != dout.rank() || start + len > full_shape[ax] {
-        return Err(Error::Shape(format!("narrow_bwd: dout {} at {start} does not fit {}", dout.dims(), dims(full_shape))));
+        return Err(Error::Shape(format!(
+            "narrow_bwd: dout {} at {start} does not fit {}",
+            dout.dims(),
+            dims(full_shape)
+        )));
     }
     let mut parts = Vec::new();
     let piece = |n: usize| {

@@ -1,10 +1,10 @@
 //! Softmax over the last axis fused with a scale and an additive mask (attention probabilities).
 
-use num_traits::Zero as _;
 use super::{float_dispatch, rows_cols, same_kind};
 use crate::elem::k;
 use crate::error::dims;
 use crate::{Error, Result, Tensor};
+use num_traits::Zero as _;
 
 /// y = softmax(scale * x + mask) over the last axis.
 /// x: [..., C] with R rows; mask (optional): any shape with last dim C and M rows, M dividing R;
@@ -50,7 +50,14 @@ pub fn softmax_bwd(y: &Tensor, dout: &Tensor, scale: f64) -> Result<Tensor> {
     let (y, g) = (y.contiguous(), dout.contiguous());
     float_dispatch!("softmax_bwd", y.dtype(), |T| {
         let mut dx = vec![T::zero(); rows * cols];
-        k::softmax_bwd(&mut dx, y.data::<T>("softmax_bwd")?, g.data::<T>("softmax_bwd")?, rows, cols, <T as kernels::Real>::c(scale));
+        k::softmax_bwd(
+            &mut dx,
+            y.data::<T>("softmax_bwd")?,
+            g.data::<T>("softmax_bwd")?,
+            rows,
+            cols,
+            <T as kernels::Real>::c(scale),
+        );
         Tensor::from_vec(dx, y.shape())
     })
 }

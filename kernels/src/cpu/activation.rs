@@ -7,7 +7,7 @@
 use crate::Real;
 
 #[cfg(target_arch = "x86_64")]
-use super::simd::{self, map1, map2, par_zip1, par_zip2};
+use super::simd::{self, map1, map2, par_zip1, par_zip2, PAR_MIN_HEAVY, PAR_MIN_LIGHT};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -47,7 +47,7 @@ pub fn gelu_tanh_bwd_scalar<T: Real>(dinp: &mut [T], inp: &[T], dout: &[T]) {
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn gelu_tanh_fwd_avx2(out: &mut [f32], inp: &[f32]) {
     assert_eq!(out.len(), inp.len(), "gelu_tanh_fwd: out and inp lengths");
-    par_zip1(out, inp, |o, x| map1(o, x, |x| gelu_tanh8(x)));
+    par_zip1(out, inp, PAR_MIN_HEAVY, |o, x| map1(o, x, |x| gelu_tanh8(x)));
 }
 
 /// x * sigmoid(2u) per lane; e^{-2u} = inf for very negative x gives x / inf = -0, as expected.
@@ -79,7 +79,7 @@ unsafe fn gelu_tanh_m2u(x: __m256) -> __m256 {
 pub unsafe fn gelu_tanh_bwd_avx2(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
     assert!(dinp.len() == inp.len() && inp.len() == dout.len(), "gelu_tanh_bwd: lengths");
     let (k, c3) = (SQRT_2_OVER_PI as f32, 3.0 * GELU_TANH_C as f32);
-    par_zip2(dinp, inp, dout, |d, x, g| {
+    par_zip2(dinp, inp, dout, PAR_MIN_HEAVY, |d, x, g| {
         map2(d, x, g, |x, g| {
             // Capping -2u at 88 keeps e finite (so e * s is not inf * 0); s is then ~1e-38
             // instead of smaller, far below anything that matters.
@@ -87,10 +87,7 @@ pub unsafe fn gelu_tanh_bwd_avx2(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
             let one = _mm256_set1_ps(1.0);
             let s = _mm256_div_ps(one, _mm256_add_ps(one, e));
             let one_minus_s = _mm256_mul_ps(e, s);
-            let du = _mm256_mul_ps(
-                _mm256_set1_ps(k),
-                _mm256_fmadd_ps(_mm256_set1_ps(c3), _mm256_mul_ps(x, x), one),
-            );
+            let du = _mm256_mul_ps(_mm256_set1_ps(k), _mm256_fmadd_ps(_mm256_set1_ps(c3), _mm256_mul_ps(x, x), one));
             // s + 2 x s (1 - s) du
             let t = _mm256_mul_ps(_mm256_mul_ps(_mm256_add_ps(x, x), s), one_minus_s);
             _mm256_mul_ps(g, _mm256_fmadd_ps(t, du, s))
@@ -144,13 +141,24 @@ pub fn gelu_erf_bwd_scalar<T: Real>(dinp: &mut [T], inp: &[T], dout: &[T]) {
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn gelu_erf_fwd_avx2(out: &mut [f32], inp: &[f32]) {
     assert_eq!(out.len(), inp.len(), "gelu_erf_fwd: out and inp lengths");
-    par_zip1(out, inp, |o, x| {
-        map1(o, x, |x| {
-            let half_x = _mm256_mul_ps(_mm256_set1_ps(0.5), x);
-            let e = simd::erf(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2)));
-            _mm256_fmadd_ps(half_x, e, half_x)
-        })
-    });
+    par_zip1(out, inp, PAR_MIN_HEAVY, |o, x| map1(o, x, |x| _mm256_mul_ps(x, normal_cdf(x).0)));
+}
+
+/// Phi(x) = 0.5 (1 + erf(x / sqrt 2)) per lane, taken from erfc(|x| / sqrt 2) so that for x < 0
+/// it is formed without the cancellation of 1 + erf: relative accuracy ~1e-6 (bounded by the
+/// rounding of x / sqrt 2) instead of ~1e-1 where Phi is small. Also returns e^{-x^2/2}, which
+/// the backward needs for the density.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn normal_cdf(x: __m256) -> (__m256, __m256) {
+    let a = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0), x), _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+    // e^{-a^2} = e^{-x^2/2} from x itself, so a's rounding does not reach the exponent
+    let e = simd::exp_neg_sq(x, 0.5);
+    let half_erfc = _mm256_mul_ps(_mm256_set1_ps(0.5), simd::erfc_abs_with(a, e));
+    let upper = _mm256_sub_ps(_mm256_set1_ps(1.0), half_erfc);
+    // the sign bit (x < 0 or -0) picks erfc/2; Phi(-0) = 0.5 either way
+    (_mm256_blendv_ps(upper, half_erfc, x), e)
 }
 
 /// dinp, inp, dout: (n).
@@ -161,13 +169,10 @@ pub unsafe fn gelu_erf_fwd_avx2(out: &mut [f32], inp: &[f32]) {
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn gelu_erf_bwd_avx2(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
     assert!(dinp.len() == inp.len() && inp.len() == dout.len(), "gelu_erf_bwd: lengths");
-    par_zip2(dinp, inp, dout, |d, x, g| {
+    par_zip2(dinp, inp, dout, PAR_MIN_HEAVY, |d, x, g| {
         map2(d, x, g, |x, g| {
-            let half = _mm256_set1_ps(0.5);
-            let e = simd::erf(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2)));
-            let cdf = _mm256_fmadd_ps(half, e, half);
-            let neg_half_x2 = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-0.5), x), x);
-            let pdf = _mm256_mul_ps(_mm256_set1_ps(0.398_942_3), simd::exp(neg_half_x2));
+            let (cdf, e) = normal_cdf(x);
+            let pdf = _mm256_mul_ps(_mm256_set1_ps(0.398_942_3), e);
             _mm256_mul_ps(g, _mm256_fmadd_ps(x, pdf, cdf))
         })
     });
@@ -213,7 +218,7 @@ pub fn tanh_bwd_scalar<T: Real>(dinp: &mut [T], out: &[T], dout: &[T]) {
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn tanh_fwd_avx2(out: &mut [f32], inp: &[f32]) {
     assert_eq!(out.len(), inp.len(), "tanh_fwd: out and inp lengths");
-    par_zip1(out, inp, |o, x| map1(o, x, |x| simd::tanh(x)));
+    par_zip1(out, inp, PAR_MIN_HEAVY, |o, x| map1(o, x, |x| simd::tanh(x)));
 }
 
 /// dinp, out, dout: (n).
@@ -224,7 +229,7 @@ pub unsafe fn tanh_fwd_avx2(out: &mut [f32], inp: &[f32]) {
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn tanh_bwd_avx2(dinp: &mut [f32], out: &[f32], dout: &[f32]) {
     assert!(dinp.len() == out.len() && out.len() == dout.len(), "tanh_bwd: lengths");
-    par_zip2(dinp, out, dout, |d, y, g| {
+    par_zip2(dinp, out, dout, PAR_MIN_LIGHT, |d, y, g| {
         map2(d, y, g, |y, g| _mm256_mul_ps(g, _mm256_fnmadd_ps(y, y, _mm256_set1_ps(1.0))))
     });
 }
@@ -270,7 +275,7 @@ pub fn relu_bwd_scalar<T: Real>(dinp: &mut [T], inp: &[T], dout: &[T]) {
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn relu_fwd_avx2(out: &mut [f32], inp: &[f32]) {
     assert_eq!(out.len(), inp.len(), "relu_fwd: out and inp lengths");
-    par_zip1(out, inp, |o, x| map1(o, x, |x| _mm256_max_ps(x, _mm256_setzero_ps())));
+    par_zip1(out, inp, PAR_MIN_LIGHT, |o, x| map1(o, x, |x| _mm256_max_ps(x, _mm256_setzero_ps())));
 }
 
 /// dinp, inp, dout: (n).
@@ -281,10 +286,8 @@ pub unsafe fn relu_fwd_avx2(out: &mut [f32], inp: &[f32]) {
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn relu_bwd_avx2(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
     assert!(dinp.len() == inp.len() && inp.len() == dout.len(), "relu_bwd: lengths");
-    par_zip2(dinp, inp, dout, |d, x, g| {
-        map2(d, x, g, |x, g| {
-            _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ), g)
-        })
+    par_zip2(dinp, inp, dout, PAR_MIN_LIGHT, |d, x, g| {
+        map2(d, x, g, |x, g| _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ), g))
     });
 }
 

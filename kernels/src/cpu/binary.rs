@@ -6,7 +6,7 @@
 use crate::Real;
 
 #[cfg(target_arch = "x86_64")]
-use super::simd::{self, map1, map2, par_zip1, par_zip2, LANES};
+use super::simd::{self, map1, map2, par_zip1, par_zip2, LANES, PAR_MIN_LIGHT};
 #[cfg(target_arch = "x86_64")]
 use super::PAR_CHUNK;
 #[cfg(target_arch = "x86_64")]
@@ -80,7 +80,7 @@ macro_rules! binary_avx2 {
         #[target_feature(enable = "avx2,fma")]
         pub unsafe fn $name(out: &mut [f32], a: &[f32], b: &[f32]) {
             assert!(out.len() == a.len() && a.len() == b.len(), concat!(stringify!($name), ": lengths"));
-            par_zip2(out, a, b, |o, a, b| map2(o, a, b, |x, y| $intr(x, y)));
+            par_zip2(out, a, b, PAR_MIN_LIGHT, |o, a, b| map2(o, a, b, |x, y| $intr(x, y)));
         }
     };
 }
@@ -91,7 +91,7 @@ binary_avx2!(mul_fwd_avx2, _mm256_mul_ps, "out = a * b;  out, a, b: (n)");
 binary_avx2!(div_fwd_avx2, _mm256_div_ps, "out = a / b;  out, a, b: (n)");
 
 /// Shared driver of mul_bwd / div_bwd: per 8-lane group, (da, db) = f(a, b, dout), tail masked.
-/// da, db, a, b, dout: (n); threaded in PAR_CHUNK pieces when long.
+/// da, db, a, b, dout: (n); threaded in PAR_CHUNK pieces from PAR_MIN_LIGHT elements.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -114,7 +114,7 @@ where
             simd::store_tail(db, i, y);
         }
     };
-    if a.len() < 2 * PAR_CHUNK {
+    if a.len() < PAR_MIN_LIGHT {
         return run(da, db, a, b, dout);
     }
     da.par_chunks_mut(PAR_CHUNK)
@@ -160,7 +160,7 @@ pub unsafe fn div_bwd_avx2(da: &mut [f32], db: &mut [f32], a: &[f32], b: &[f32],
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn scale_fwd_avx2(out: &mut [f32], a: &[f32], s: f32) {
     assert_eq!(out.len(), a.len(), "scale: lengths");
-    par_zip1(out, a, |o, a| map1(o, a, |x| _mm256_mul_ps(_mm256_set1_ps(s), x)));
+    par_zip1(out, a, PAR_MIN_LIGHT, |o, a| map1(o, a, |x| _mm256_mul_ps(_mm256_set1_ps(s), x)));
 }
 
 /// acc += x;  acc, x: (n)
@@ -182,7 +182,7 @@ pub unsafe fn add_assign_avx2(acc: &mut [f32], x: &[f32]) {
             simd::store_tail(acc, i, _mm256_add_ps(simd::load_tail(acc, i), simd::load_tail(x, i)));
         }
     };
-    par_zip1(acc, x, run);
+    par_zip1(acc, x, PAR_MIN_LIGHT, run);
 }
 
 // ---------------------------------------------------------------- f32 entry points

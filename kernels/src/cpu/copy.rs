@@ -38,6 +38,9 @@ pub fn copy_strided_scalar<T: Copy>(out: &mut [T], inp: &[T], shape: &[usize], s
 
 /// Shortest contiguous run worth a `copy_from_slice` call; below it the odometer is as fast.
 const MIN_RUN: usize = 8;
+/// Fewest elements worth threading a copy: waking the rayon pool costs ~15 us, a copy of 1M
+/// floats ~100 us (the same rule as `simd::PAR_MIN_LIGHT`, which is x86-only).
+const PAR_MIN: usize = 16 * PAR_CHUNK;
 
 /// out: (prod shape) = the strided view of inp, as [`copy_strided_scalar`]. Dimensions of size 1
 /// are dropped and adjacent dimensions that are contiguous with each other are merged; when the
@@ -80,13 +83,11 @@ pub fn copy_strided<T: Copy + Send + Sync>(
         }
     };
     let runs = n / run;
-    if n < 2 * PAR_CHUNK || runs < 2 {
+    if n < PAR_MIN || runs < 2 {
         return copy_runs(out, inp, outer, run, 0, offset);
     }
     let per = (PAR_CHUNK / run).clamp(1, runs.div_ceil(2));
-    out.par_chunks_mut(per * run)
-        .enumerate()
-        .for_each(|(k, o)| copy_runs(o, inp, outer, run, k * per, offset));
+    out.par_chunks_mut(per * run).enumerate().for_each(|(k, o)| copy_runs(o, inp, outer, run, k * per, offset));
 }
 
 /// out: (m * run) = runs first_run.. of the view whose outer dims are `outer` (size, stride)

@@ -9,7 +9,7 @@
 use crate::Real;
 
 #[cfg(target_arch = "x86_64")]
-use super::simd::{self, LANES};
+use super::simd::{self, LANES, PAR_MIN_HEAVY};
 #[cfg(target_arch = "x86_64")]
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
@@ -97,12 +97,9 @@ pub unsafe fn cross_entropy_fwd_avx2(
             *l = log_sum_exp(x);
         }
     };
-    match simd::par_rows(rows, cols) {
+    match simd::par_rows(rows, cols, PAR_MIN_HEAVY) {
         None => run(lse, logits),
-        Some(per) => lse
-            .par_chunks_mut(per)
-            .zip(logits.par_chunks(per * cols))
-            .for_each(|(l, x)| run(l, x)),
+        Some(per) => lse.par_chunks_mut(per).zip(logits.par_chunks(per * cols)).for_each(|(l, x)| run(l, x)),
     }
     let mut loss = 0f64;
     let mut count = 0;
@@ -178,7 +175,7 @@ pub unsafe fn cross_entropy_bwd_avx2(
             d[t as usize] -= scale;
         }
     };
-    match simd::par_rows(rows, cols) {
+    match simd::par_rows(rows, cols, PAR_MIN_HEAVY) {
         None => run(dlogits, logits, lse, targets),
         Some(per) => dlogits
             .par_chunks_mut(per * cols)

@@ -6,7 +6,7 @@
 use crate::Real;
 
 #[cfg(target_arch = "x86_64")]
-use super::simd::{self, LANES};
+use super::simd::{self, LANES, PAR_MIN_LIGHT};
 #[cfg(target_arch = "x86_64")]
 use super::PAR_CHUNK;
 #[cfg(target_arch = "x86_64")]
@@ -28,7 +28,7 @@ pub fn dropout_bwd_scalar<T: Real>(dinp: &mut [T], dout: &[T], keep: &[u8], scal
 }
 
 /// out, inp, keep: (n). Eight keep bytes widen to a lane mask; the tail (< 8) runs the scalar
-/// formula, which gives the same bits. Threaded in PAR_CHUNK pieces when long.
+/// formula, which gives the same bits. Threaded in PAR_CHUNK pieces from PAR_MIN_LIGHT elements.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA ([`super::has_avx2`]).
@@ -53,7 +53,7 @@ pub unsafe fn dropout_fwd_avx2(out: &mut [f32], inp: &[f32], keep: &[u8], scale:
             *o = if k != 0 { x * scale } else { 0.0 };
         }
     };
-    if out.len() < 2 * PAR_CHUNK {
+    if out.len() < PAR_MIN_LIGHT {
         return run(out, inp, keep);
     }
     out.par_chunks_mut(PAR_CHUNK)

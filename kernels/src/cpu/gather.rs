@@ -7,9 +7,7 @@
 use crate::Real;
 
 #[cfg(target_arch = "x86_64")]
-use super::simd::{self, LANES};
-#[cfg(target_arch = "x86_64")]
-use super::PAR_CHUNK;
+use super::simd::{self, LANES, PAR_MIN_LIGHT};
 #[cfg(target_arch = "x86_64")]
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
@@ -52,7 +50,7 @@ pub unsafe fn gather_rows_fwd_avx2(out: &mut [f32], table: &[f32], idx: &[usize]
             o.copy_from_slice(&table[row * cols..(row + 1) * cols]);
         }
     };
-    match simd::par_rows(idx.len(), cols) {
+    match simd::par_rows(idx.len(), cols, PAR_MIN_LIGHT) {
         None => run(out, idx),
         Some(per) => out.par_chunks_mut(per * cols).zip(idx.par_chunks(per)).for_each(|(o, i)| run(o, i)),
     }
@@ -92,7 +90,7 @@ pub unsafe fn gather_rows_bwd_avx2(dtable: &mut [f32], dout: &[f32], idx: &[usiz
     let vrows = dtable.len() / cols;
     assert!(idx.iter().all(|&r| r < vrows), "gather_rows_bwd: id out of range for dtable");
     let n = idx.len();
-    if n * cols < 4 * PAR_CHUNK || cols < 128 {
+    if n * cols < PAR_MIN_LIGHT || cols < 128 {
         for (i, &row) in idx.iter().enumerate() {
             add_row(&mut dtable[row * cols..(row + 1) * cols], &dout[i * cols..(i + 1) * cols]);
         }

@@ -7,7 +7,7 @@
 use crate::Real;
 
 #[cfg(target_arch = "x86_64")]
-use super::simd::{self, LANES};
+use super::simd::{self, LANES, PAR_MIN_LIGHT};
 #[cfg(target_arch = "x86_64")]
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
@@ -113,7 +113,7 @@ pub unsafe fn layernorm_fwd_avx2(
             (*m, *s) = layernorm_row_fwd(y, x, gamma, beta, eps);
         }
     };
-    match simd::par_rows(rows, cols) {
+    match simd::par_rows(rows, cols, PAR_MIN_LIGHT) {
         None => run(out, mean, rstd, inp),
         Some(per) => out
             .par_chunks_mut(per * cols)
@@ -203,7 +203,7 @@ pub unsafe fn layernorm_bwd_avx2(
             layernorm_row_bwd(d, dg, db, g, x, gamma, m, s);
         }
     };
-    let Some(per) = simd::par_rows(rows, cols) else {
+    let Some(per) = simd::par_rows(rows, cols, PAR_MIN_LIGHT) else {
         return run(dinp, dout, inp, mean, rstd, dgamma, dbeta);
     };
     let partial = dinp
@@ -274,7 +274,10 @@ unsafe fn layernorm_row_bwd(
     // pass 2: dinp = s * (g*gamma - mean(g*gamma) - xhat * mean(g*gamma*xhat))
     let dx = |x: __m256, g: __m256, gm: __m256| {
         let xh = _mm256_mul_ps(_mm256_sub_ps(x, vm), vs);
-        let t = _mm256_sub_ps(_mm256_fmsub_ps(g, gm, mg), _mm256_mul_ps(xh, mgx));
+        // g * gamma rounded as in the row sums (not fused): with C = 1, or a constant row and a
+        // tiny eps, g gamma - mean(g gamma) must cancel to exactly 0 before the huge rstd
+        let gg = _mm256_mul_ps(g, gm);
+        let t = _mm256_sub_ps(_mm256_sub_ps(gg, mg), _mm256_mul_ps(xh, mgx));
         _mm256_mul_ps(vs, t)
     };
     let mut i = 0;

@@ -22,13 +22,16 @@
 //!   and 12 FMAs per 8 loads keeps both FMA pipes busy without becoming load-bound.
 //! - KC = 256: one B micro-panel (KC x NR = 16 KiB) stays in L1 next to the streamed A panel.
 //! - MC = 144: the packed A block (MC x KC = 144 KiB) stays in L2 while every B panel meets it.
-//! - NC = 4096: the packed B slab (KC x NC <= 4 MiB) fits in L3 shared by both cores; only
+//! - NC = 4096: a packed B slab (KC x NC <= 4 MiB per thread) fits in the shared L3; only
 //!   very wide outputs (the vocabulary decoder) need more than one jc step.
 //!
 //! Threading (rayon global pool): a batch of independent products (disjoint C) is split over
-//! the batch when that balances (attention's 96 heads); otherwise each product packs its B slab
-//! with all threads and splits its rows into MC-sized blocks, rounded to a multiple of the thread
-//! count so the cores finish together. Each thread packs its own A block into a reused buffer.
+//! the batch when that balances (attention's 96 heads); otherwise each product big enough to
+//! pay for waking a worker (~8M multiply-adds) is cut into one equal range of row panels per
+//! thread (column panels when C is wider than tall), and each thread runs the whole blocked
+//! loop nest on its range with its own packing buffers: one fork-join per product, no
+//! synchronisation inside (re-packing the smaller shared operand per thread is cheaper than
+//! the ~40 us wake-ups a shared B slab's per-block joins cost on this VM).
 
 use crate::cpu::Isa;
 use crate::Real;
@@ -73,18 +76,8 @@ impl Gemm {
     }
 
     /// `batch` dense products laid out back to back.
-    pub fn batched(
-        batch: usize,
-        m: usize,
-        n: usize,
-        k: usize,
-        trans_a: bool,
-        trans_b: bool,
-    ) -> Gemm {
-        Gemm {
-            batch,
-            ..Gemm::new(m, n, k, trans_a, trans_b)
-        }
+    pub fn batched(batch: usize, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Gemm {
+        Gemm { batch, ..Gemm::new(m, n, k, trans_a, trans_b) }
     }
 
     /// Multiply-adds times two.
@@ -108,39 +101,18 @@ impl Gemm {
                 (self.batch - 1) * stride + one
             }
         };
-        let a1 = if self.trans_a {
-            span(self.k, self.m, self.lda)
-        } else {
-            span(self.m, self.k, self.lda)
-        };
-        let b1 = if self.trans_b {
-            span(self.n, self.k, self.ldb)
-        } else {
-            span(self.k, self.n, self.ldb)
-        };
+        let a1 = if self.trans_a { span(self.k, self.m, self.lda) } else { span(self.m, self.k, self.lda) };
+        let b1 = if self.trans_b { span(self.n, self.k, self.ldb) } else { span(self.k, self.n, self.ldb) };
         let c1 = span(self.m, self.n, self.ldc);
-        (
-            last(self.stride_a, a1),
-            last(self.stride_b, b1),
-            last(self.stride_c, c1),
-        )
+        (last(self.stride_a, a1), last(self.stride_b, b1), last(self.stride_c, c1))
     }
 
     /// Panics with a clear message if a slice is too short or a leading dimension too small.
     pub fn check(&self, a: usize, b: usize, c: usize, bias: Option<usize>) {
         let (ra, rb, rc) = self.min_lens();
-        assert!(
-            a >= ra && b >= rb && c >= rc,
-            "gemm {self:?}: slices a={a} b={b} c={c}, need {ra} {rb} {rc}"
-        );
-        assert!(
-            self.lda >= if self.trans_a { self.m } else { self.k },
-            "gemm: lda too small"
-        );
-        assert!(
-            self.ldb >= if self.trans_b { self.k } else { self.n },
-            "gemm: ldb too small"
-        );
+        assert!(a >= ra && b >= rb && c >= rc, "gemm {self:?}: slices a={a} b={b} c={c}, need {ra} {rb} {rc}");
+        assert!(self.lda >= if self.trans_a { self.m } else { self.k }, "gemm: lda too small");
+        assert!(self.ldb >= if self.trans_b { self.k } else { self.n }, "gemm: ldb too small");
         assert!(self.ldc >= self.n, "gemm: ldc too small");
         if let Some(len) = bias {
             assert_eq!(len, self.n, "gemm: bias length must be n");
@@ -211,10 +183,7 @@ pub fn gemm_isa(isa: Isa, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32], bias: O
 #[cfg(target_arch = "x86_64")]
 pub fn gemm_avx2(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32], bias: Option<&[f32]>) {
     g.check(a.len(), b.len(), c.len(), bias.map(|x| x.len()));
-    assert!(
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-        "gemm_avx2 needs AVX2 and FMA"
-    );
+    assert!(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"), "gemm_avx2 needs AVX2 and FMA");
     if g.batch == 0 || g.m == 0 || g.n == 0 {
         return;
     }
@@ -231,6 +200,7 @@ mod avx2 {
     use rayon::prelude::*;
     use std::arch::x86_64::*;
     use std::cell::Cell;
+    use std::ops::Range;
     use std::thread::LocalKey;
 
     const MR: usize = 6;
@@ -238,12 +208,9 @@ mod avx2 {
     const KC: usize = 256;
     const MC: usize = 144;
     const NC: usize = 4096;
-    /// Below this many multiply-adds a product runs on one thread: a rayon fork-join costs a few
-    /// microseconds, about what 2^18 MACs take on one core.
-    const PAR_MIN_MACS: usize = 1 << 18;
-    /// Products smaller than this are always split over the batch, even when the batch does not
-    /// divide evenly over the threads: per-product fork-joins would cost more than the imbalance.
-    const SMALL_MACS: usize = 1 << 22;
+    /// Below this many multiply-adds a product runs on one thread. Waking a sleeping rayon
+    /// worker costs ~40 us on this VM, about what 2^23 MACs take on one core / 2.
+    const PAR_MIN_MACS: usize = 1 << 23;
 
     thread_local! {
         // Packing buffers, reused across calls so big blocks are not re-faulted in every time.
@@ -254,11 +221,7 @@ mod avx2 {
     /// Runs `f` on a 64-byte aligned scratch slice of `len` floats from this thread's buffer.
     /// The buffer is taken out while in use, so a nested call on the same thread (rayon may run
     /// another gemm here while this one waits) just allocates its own.
-    fn with_buf<R>(
-        key: &'static LocalKey<Cell<Vec<f32>>>,
-        len: usize,
-        f: impl FnOnce(&mut [f32]) -> R,
-    ) -> R {
+    fn with_buf<R>(key: &'static LocalKey<Cell<Vec<f32>>>, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
         let mut v = key.take();
         if v.len() < len + 16 {
             v = vec![0.0; len + 16];
@@ -280,105 +243,92 @@ mod avx2 {
         let split_batch = threads > 1
             && g.batch > 1
             && disjoint
-            && (g.batch.is_multiple_of(threads) || g.batch >= 8 * threads || macs < SMALL_MACS);
+            && (g.batch.is_multiple_of(threads) || g.batch >= 8 * threads || macs < PAR_MIN_MACS);
         if split_batch {
             let end = (g.batch - 1) * g.stride_c + c_span;
             c[..end]
                 .par_chunks_mut(g.stride_c)
                 .enumerate()
-                .for_each(|(bi, cb)| {
-                    one(g, &a[bi * g.stride_a..], &b[bi * g.stride_b..], cb, bias, 1)
-                });
+                .for_each(|(bi, cb)| one(g, &a[bi * g.stride_a..], &b[bi * g.stride_b..], cb, bias, 1));
         } else {
             let inner = if macs >= PAR_MIN_MACS { threads } else { 1 };
             for bi in 0..g.batch {
                 let cb = &mut c[bi * g.stride_c..];
-                one(
-                    g,
-                    &a[bi * g.stride_a..],
-                    &b[bi * g.stride_b..],
-                    cb,
-                    bias,
-                    inner,
-                );
+                one(g, &a[bi * g.stride_a..], &b[bi * g.stride_b..], cb, bias, inner);
             }
         }
     }
 
-    /// One product; a, b, c start at this batch entry. `threads` > 1 splits it over rayon.
+    /// The C of one product as a raw pointer, so that threads can write disjoint tiles of it
+    /// (column ranges of the same rows cannot be separate `&mut` slices). Every tile store is
+    /// checked against `len` first.
+    #[derive(Clone, Copy)]
+    struct Out {
+        ptr: *mut f32,
+        len: usize,
+    }
+    // SAFETY: `one` hands each thread a disjoint range of rows or columns of C.
+    unsafe impl Send for Out {}
+    unsafe impl Sync for Out {}
+
+    /// One product; a, b, c start at this batch entry. With `threads` > 1 the output is cut into
+    /// that many equal ranges of row panels (or of column panels when C is wider than tall),
+    /// and each thread runs the whole blocked algorithm on its range with its own packing: one
+    /// fork-join per product, no synchronisation inside. The price is packing the shared
+    /// operand once per thread: B for a row split, A for a column split; the split goes along
+    /// the longer side, so that duplicate is the smaller operand.
     fn one(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32], bias: Option<&[f32]>, threads: usize) {
-        let (m, n, k, ldc) = (g.m, g.n, g.k, g.ldc);
+        let c = &mut c[..(g.m - 1) * g.ldc + g.n];
+        let out = Out { ptr: c.as_mut_ptr(), len: c.len() };
+        let (mp, np) = (g.m.div_ceil(MR), g.n.div_ceil(NR));
+        let by_rows = mp >= np;
+        let parts = threads.clamp(1, if by_rows { mp } else { np });
+        let range = |t: usize, panels: usize, w: usize, len: usize| {
+            (t * panels / parts * w).min(len)..((t + 1) * panels / parts * w).min(len)
+        };
+        let task = |t: usize| {
+            if by_rows {
+                part(g, a, b, out, bias, range(t, mp, MR, g.m), 0..g.n)
+            } else {
+                part(g, a, b, out, bias, 0..g.m, range(t, np, NR, g.n))
+            }
+        };
+        if parts > 1 {
+            (0..parts).into_par_iter().for_each(task);
+        } else {
+            task(0);
+        }
+    }
+
+    /// C[rows, cols] of one product, single-threaded: jc -> pc (pack B) -> ic (pack A) blocks.
+    fn part(g: &Gemm, a: &[f32], b: &[f32], out: Out, bias: Option<&[f32]>, rows: Range<usize>, cols: Range<usize>) {
+        let k = g.k;
         // Equal k blocks (k = 300 -> 2 x 150, not 256 + 44) so no pass is mostly overhead.
         let kc_max = k.div_ceil(k.div_ceil(KC));
-        // One contiguous range of row panels per thread, equal to within one panel, so the
-        // threads finish together; each range is then walked in blocks of at most MC rows.
-        let mp = m.div_ceil(MR);
-        let nparts = threads.clamp(1, mp);
-        let mut parts = Vec::with_capacity(nparts);
-        let mut rest = &mut c[..(m - 1) * ldc + n];
-        let mut i0 = 0;
-        for t in 0..nparts {
-            let end = ((t + 1) * mp / nparts * MR).min(m);
-            let (head, tail) = rest.split_at_mut(((end - i0) * ldc).min(rest.len()));
-            parts.push((i0, end - i0, head));
-            (rest, i0) = (tail, end);
-        }
-        let nc_max = n.min(NC);
+        // Equal row blocks of at most MC rows (130 rows run as 66 + 64, not 126 + 4).
+        let mp = rows.len().div_ceil(MR);
+        let mc = mp.div_ceil(mp.div_ceil(MC / MR)) * MR;
+        let nc_max = cols.len().min(NC);
         with_buf(&PACK_B, nc_max.div_ceil(NR) * NR * kc_max, |bbuf| {
-            for jc in (0..n).step_by(NC) {
-                let nc = NC.min(n - jc);
+            for jc in cols.clone().step_by(NC) {
+                let nc = NC.min(cols.end - jc);
                 for pc in (0..k).step_by(kc_max) {
                     let kc = kc_max.min(k - pc);
+                    let slab = &mut bbuf[..nc.div_ceil(NR) * NR * kc];
+                    for (jp, dst) in slab.chunks_mut(NR * kc).enumerate() {
+                        let j0 = jc + jp * NR;
+                        pack_b(g, b, dst, j0, NR.min(jc + nc - j0), pc, kc);
+                    }
                     // The first k block applies beta, the last one adds the bias.
                     let beta = g.accumulate || pc > 0;
                     let bias = if pc + kc == k { bias } else { None };
-                    let t = Tile {
-                        jc,
-                        nc,
-                        pc,
-                        kc,
-                        beta,
-                    };
-                    let slab = &mut bbuf[..nc.div_ceil(NR) * NR * kc];
-                    let pack = |(jp, dst): (usize, &mut [f32])| {
-                        let j0 = jc + jp * NR;
-                        pack_b(g, b, dst, j0, NR.min(jc + nc - j0), pc, kc)
-                    };
-                    if nparts > 1 {
-                        slab.par_chunks_mut(NR * kc).enumerate().for_each(pack);
-                        let slab = &*slab;
-                        parts.par_iter_mut().for_each(|(i0, rows, cp)| {
-                            row_range(g, a, slab, cp, *i0, *rows, t, bias)
-                        });
-                    } else {
-                        slab.chunks_mut(NR * kc).enumerate().for_each(pack);
-                        let (i0, rows, cp) = &mut parts[0];
-                        row_range(g, a, slab, cp, *i0, *rows, t, bias);
+                    let t = Tile { jc, nc, pc, kc, beta };
+                    for i0 in rows.clone().step_by(mc) {
+                        block(g, a, slab, out, i0..rows.end.min(i0 + mc), t, bias);
                     }
                 }
             }
         })
-    }
-
-    /// Rows [i0, i0 + rows) of C (`c` starts at row i0), in blocks of at most MC rows of equal
-    /// size (a 130-row range runs as 66 + 64, not 126 + 4).
-    #[allow(clippy::too_many_arguments)]
-    fn row_range(
-        g: &Gemm,
-        a: &[f32],
-        slab: &[f32],
-        c: &mut [f32],
-        i0: usize,
-        rows: usize,
-        t: Tile,
-        bias: Option<&[f32]>,
-    ) {
-        let mp = rows.div_ceil(MR);
-        let mc = mp.div_ceil(mp.div_ceil(MC / MR)) * MR;
-        for (bi, cb) in c.chunks_mut(mc * g.ldc).enumerate() {
-            let r0 = bi * mc;
-            block(g, a, slab, cb, i0 + r0, mc.min(rows - r0), t, bias);
-        }
     }
 
     /// The column and depth range one pass covers, and whether it adds to C.
@@ -391,50 +341,30 @@ mod avx2 {
         beta: bool,
     }
 
-    /// Rows [i0, i0 + rows) of C (`c` starts at row i0) times the packed B slab `slab`.
-    #[allow(clippy::too_many_arguments)]
-    fn block(
-        g: &Gemm,
-        a: &[f32],
-        slab: &[f32],
-        c: &mut [f32],
-        i0: usize,
-        rows: usize,
-        t: Tile,
-        bias: Option<&[f32]>,
-    ) {
+    /// C[rows, jc .. jc + nc] += op(A)[rows, pc .. pc + kc] times the packed B slab `slab`.
+    fn block(g: &Gemm, a: &[f32], slab: &[f32], out: Out, rows: Range<usize>, t: Tile, bias: Option<&[f32]>) {
         let kc = t.kc;
-        let mpanels = rows.div_ceil(MR);
-        with_buf(&PACK_A, mpanels * MR * kc, |apack| {
+        with_buf(&PACK_A, rows.len().div_ceil(MR) * MR * kc, |apack| {
             for (ip, dst) in apack.chunks_mut(MR * kc).enumerate() {
-                let r0 = i0 + ip * MR;
-                pack_a(g, a, dst, r0, MR.min(i0 + rows - r0), t.pc, kc);
+                let r0 = rows.start + ip * MR;
+                pack_a(g, a, dst, r0, MR.min(rows.end - r0), t.pc, kc);
             }
             for (jp, bp) in slab.chunks(NR * kc).enumerate() {
-                let j0 = jp * NR;
-                let nr = NR.min(t.nc - j0);
-                let bias = bias.map(|x| &x[t.jc + j0..t.jc + j0 + nr]);
+                let j0 = t.jc + jp * NR;
+                let nr = NR.min(t.jc + t.nc - j0);
+                let bias = bias.map(|x| &x[j0..j0 + nr]);
                 for (ip, ap) in apack.chunks(MR * kc).enumerate() {
-                    let r0 = ip * MR;
-                    let mr = MR.min(rows - r0);
-                    let off = r0 * g.ldc + t.jc + j0;
-                    // The tile's last element; every store below stays inside `c`.
-                    assert!(off + (mr - 1) * g.ldc + nr <= c.len());
+                    let r0 = rows.start + ip * MR;
+                    let mr = MR.min(rows.end - r0);
+                    let off = r0 * g.ldc + j0;
+                    // The tile's last element; every store below stays inside C.
+                    assert!(off + (mr - 1) * g.ldc + nr <= out.len);
                     // SAFETY: AVX2+FMA were detected by gemm_avx2; ap/bp hold kc*MR / kc*NR
-                    // floats; the C tile (mr x nr, row stride ldc) lies in `c` (assert above).
+                    // floats; the C tile (mr x nr, row stride ldc) lies in C (assert above) and
+                    // belongs to this thread only (see `one`).
                     unsafe {
-                        let ct = c.as_mut_ptr().add(off);
-                        kernel(
-                            kc,
-                            ap.as_ptr(),
-                            bp.as_ptr(),
-                            ct,
-                            g.ldc,
-                            mr,
-                            nr,
-                            t.beta,
-                            bias,
-                        );
+                        let ct = out.ptr.add(off);
+                        kernel(kc, ap.as_ptr(), bp.as_ptr(), ct, g.ldc, mr, nr, t.beta, bias);
                     }
                 }
             }
@@ -453,17 +383,9 @@ mod avx2 {
     /// Packs op(A)[r0 .. r0 + w, pc .. pc + kc] as kc groups of MR floats (zero rows past w).
     fn pack_a(g: &Gemm, a: &[f32], dst: &mut [f32], r0: usize, w: usize, pc: usize, kc: usize) {
         let s = if g.trans_a {
-            Src {
-                base: pc * g.lda + r0,
-                ls: 1,
-                ps: g.lda,
-            }
+            Src { base: pc * g.lda + r0, ls: 1, ps: g.lda }
         } else {
-            Src {
-                base: r0 * g.lda + pc,
-                ls: g.lda,
-                ps: 1,
-            }
+            Src { base: r0 * g.lda + pc, ls: g.lda, ps: 1 }
         };
         pack::<MR>(dst, a, s, w, kc)
     }
@@ -471,17 +393,9 @@ mod avx2 {
     /// Packs op(B)[pc .. pc + kc, j0 .. j0 + w] as kc groups of NR floats (zero columns past w).
     fn pack_b(g: &Gemm, b: &[f32], dst: &mut [f32], j0: usize, w: usize, pc: usize, kc: usize) {
         let s = if g.trans_b {
-            Src {
-                base: j0 * g.ldb + pc,
-                ls: g.ldb,
-                ps: 1,
-            }
+            Src { base: j0 * g.ldb + pc, ls: g.ldb, ps: 1 }
         } else {
-            Src {
-                base: pc * g.ldb + j0,
-                ls: 1,
-                ps: g.ldb,
-            }
+            Src { base: pc * g.ldb + j0, ls: 1, ps: g.ldb }
         };
         pack::<NR>(dst, b, s, w, kc)
     }
@@ -510,11 +424,7 @@ mod avx2 {
         } else {
             for (p, d) in dst.chunks_exact_mut(W).enumerate() {
                 for (l, x) in d.iter_mut().enumerate() {
-                    *x = if l < w {
-                        src[s.base + l * s.ls + p * s.ps]
-                    } else {
-                        0.0
-                    };
+                    *x = if l < w { src[s.base + l * s.ls + p * s.ps] } else { 0.0 };
                 }
             }
         }

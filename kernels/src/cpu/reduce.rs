@@ -4,7 +4,7 @@
 use crate::Real;
 
 #[cfg(target_arch = "x86_64")]
-use super::simd::{self, LANES};
+use super::simd::{self, LANES, PAR_MIN_LIGHT};
 #[cfg(target_arch = "x86_64")]
 use super::PAR_CHUNK;
 #[cfg(target_arch = "x86_64")]
@@ -59,7 +59,7 @@ pub unsafe fn sum_axis_fwd_avx2(out: &mut [f32], inp: &[f32], outer: usize, len:
         return;
     }
     let slab = len * inner;
-    let threaded = inp.len() >= 2 * PAR_CHUNK;
+    let threaded = inp.len() >= PAR_MIN_LIGHT;
     if inner == 1 {
         if !threaded {
             for (o, x) in out.iter_mut().zip(inp.chunks_exact(len)) {
@@ -91,9 +91,7 @@ pub unsafe fn sum_axis_fwd_avx2(out: &mut [f32], inp: &[f32], outer: usize, len:
     } else {
         // One slab (e.g. a bias gradient summed over all rows): split its columns.
         let width = inner.div_ceil(2 * rayon::current_num_threads()).next_multiple_of(LANES).max(64);
-        out.par_chunks_mut(width)
-            .enumerate()
-            .for_each(|(k, o)| sum_cols(o, inp, len, inner, k * width));
+        out.par_chunks_mut(width).enumerate().for_each(|(k, o)| sum_cols(o, inp, len, inner, k * width));
     }
 }
 
@@ -172,7 +170,7 @@ pub unsafe fn sum_axis_bwd_avx2(dinp: &mut [f32], dout: &[f32], outer: usize, le
         }
     };
     let rows = outer * len;
-    if dinp.len() < 2 * PAR_CHUNK {
+    if dinp.len() < PAR_MIN_LIGHT {
         return fill(dinp, 0);
     }
     let per = (PAR_CHUNK / inner).clamp(1, rows.div_ceil(2));

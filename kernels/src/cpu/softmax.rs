@@ -9,7 +9,7 @@
 use crate::Real;
 
 #[cfg(target_arch = "x86_64")]
-use super::simd::{self, LANES};
+use super::simd::{self, LANES, PAR_MIN_HEAVY, PAR_MIN_LIGHT};
 #[cfg(target_arch = "x86_64")]
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
@@ -60,12 +60,10 @@ pub fn softmax_bwd_scalar<T: Real>(dinp: &mut [T], out: &[T], dout: &[T], rows: 
     }
 }
 
-// `is_multiple_of` would need Rust 1.87; the workspace's rust-version is 1.85.
-#[allow(clippy::manual_is_multiple_of)]
 pub(crate) fn check_shapes(out: usize, inp: usize, mask: Option<usize>, rows: usize, cols: usize, rpm: usize) {
     assert!(out == rows * cols && inp == rows * cols, "softmax_fwd: lengths");
     if let Some(m) = mask {
-        assert!(rpm > 0 && rows % rpm == 0, "softmax_fwd: rows_per_mask must divide rows");
+        assert!(rpm > 0 && rows.is_multiple_of(rpm), "softmax_fwd: rows_per_mask must divide rows");
         assert_eq!(m, rows / rpm * cols, "softmax_fwd: mask length");
     }
 }
@@ -101,7 +99,7 @@ pub unsafe fn softmax_fwd_avx2(
             softmax_row(y, x, m, scale);
         }
     };
-    match simd::par_rows(rows, cols) {
+    match simd::par_rows(rows, cols, PAR_MIN_HEAVY) {
         None => run(out, inp, 0),
         Some(per) => out
             .par_chunks_mut(per * cols)
@@ -170,7 +168,7 @@ pub unsafe fn softmax_bwd_avx2(dinp: &mut [f32], out: &[f32], dout: &[f32], rows
             simd::map2(d, y, g, |y, g| _mm256_mul_ps(_mm256_mul_ps(vs, y), _mm256_sub_ps(g, dot)));
         }
     };
-    match simd::par_rows(rows, cols) {
+    match simd::par_rows(rows, cols, PAR_MIN_LIGHT) {
         None => run(dinp, out, dout),
         Some(per) => dinp
             .par_chunks_mut(per * cols)

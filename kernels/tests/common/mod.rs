@@ -33,15 +33,8 @@ impl Guarded {
     }
     /// Panics if any canary was overwritten (an out-of-bounds write by the kernel).
     pub fn check_canaries(&self, what: &str) {
-        for (i, &v) in self.buf[..GUARD]
-            .iter()
-            .chain(&self.buf[GUARD + self.len..])
-            .enumerate()
-        {
-            assert!(
-                v.to_bits() == CANARY.to_bits(),
-                "{what}: canary {i} overwritten with {v}"
-            );
+        for (i, &v) in self.buf[..GUARD].iter().chain(&self.buf[GUARD + self.len..]).enumerate() {
+            assert!(v.to_bits() == CANARY.to_bits(), "{what}: canary {i} overwritten with {v}");
         }
     }
 }
@@ -69,10 +62,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], abs: f32, rel: f32) {
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g - w).abs();
         let ok = err <= abs + rel * w.abs() || (g.is_nan() && w.is_nan()) || g == w;
-        assert!(
-            ok,
-            "{what}: index {i}: got {g}, want {w} (|diff| {err}, abs tol {abs}, rel tol {rel})"
-        );
+        assert!(ok, "{what}: index {i}: got {g}, want {w} (|diff| {err}, abs tol {abs}, rel tol {rel})");
         if err > worst.1 {
             worst = (i, err);
         }

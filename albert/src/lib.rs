@@ -1,0 +1,13 @@
+//! ALBERT on our engine: configuration, the model (shared layers, fused factorised embedding,
+//! heads), Hugging Face-compatible checkpoints.
+
+pub mod checkpoint;
+pub mod cli_forward;
+pub mod cli_params;
+pub mod config;
+
+pub use config::{Activation, AlbertConfig, Sharing};
+pub mod model;
+pub mod optim;
+
+pub use model::{Albert, Heads, Inputs, Mode, OrderHead};

@@ -1,0 +1,198 @@
+//! The heads on top of the encoder.
+//! - MLM (`predictions.*`): Linear(H -> E), activation, LayerNorm(E), then logits = x Word^T + bias
+//!   with the decoder TIED to the word embeddings (no separate decoder tensor). In training only
+//!   the masked positions are gathered and scored, never the whole [B, S, V].
+//! - Sentence order (`sop_classifier.classifier`, [2, H]) on the pooled output, after the
+//!   classifier dropout as in transformers; or the NSP head of the same shape for the paper's
+//!   ablation, stored as `nsp_classifier.classifier` so the two can never be confused.
+//! - Sequence classification (`classifier`, [num_labels, H]): dropout + Linear on the pooled output.
+
+use super::params::{Init, Linear, Norm};
+use super::{Albert, Inputs, Mode};
+use crate::config::AlbertConfig;
+use autograd::{ParamId, ParamStore, Tape, Var};
+use engine::{Error, Result, Tensor};
+
+/// Which sentence-pair objective the pretraining head learns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderHead {
+    /// Sentence-order prediction (ALBERT): label 1 = the two segments were swapped.
+    Sop,
+    /// Next-sentence prediction (BERT), for the ablation: label 1 = B is a random segment.
+    Nsp,
+}
+
+/// The heads a model carries besides the encoder and pooler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heads {
+    /// tanh(Linear) on [CLS]; AlbertForMaskedLM has none.
+    pub pooler: bool,
+    pub mlm: bool,
+    pub order: Option<OrderHead>,
+    pub num_labels: Option<usize>,
+}
+
+impl Heads {
+    /// AlbertModel: encoder + pooler only.
+    pub fn base() -> Heads {
+        Heads { pooler: true, mlm: false, order: None, num_labels: None }
+    }
+    /// AlbertForPreTraining: MLM + SOP.
+    pub fn pretraining() -> Heads {
+        Heads { pooler: true, mlm: true, order: Some(OrderHead::Sop), num_labels: None }
+    }
+    /// AlbertForMaskedLM (no pooler, as in transformers).
+    pub fn masked_lm() -> Heads {
+        Heads { pooler: false, mlm: true, order: None, num_labels: None }
+    }
+    /// AlbertForSequenceClassification.
+    pub fn classification(num_labels: usize) -> Heads {
+        Heads { pooler: true, mlm: false, order: None, num_labels: Some(num_labels) }
+    }
+}
+
+pub(crate) struct MlmIds {
+    dense: Linear,
+    norm: Norm,
+    bias: ParamId,
+}
+
+pub(crate) struct HeadIds {
+    mlm: Option<MlmIds>,
+    order: Option<Linear>,
+    classifier: Option<Linear>,
+}
+
+impl HeadIds {
+    pub(crate) fn register(init: &mut Init, c: &AlbertConfig, heads: &Heads) -> Result<HeadIds> {
+        let mlm = if heads.mlm {
+            Some(MlmIds {
+                dense: init.linear("predictions.dense", c.hidden_size, c.embedding_size)?,
+                norm: init.norm("predictions.LayerNorm", c.embedding_size)?,
+                bias: init.zeros("predictions.bias", &[c.vocab_size])?,
+            })
+        } else {
+            None
+        };
+        let order = match heads.order {
+            Some(OrderHead::Sop) => Some(init.linear("sop_classifier.classifier", c.hidden_size, 2)?),
+            Some(OrderHead::Nsp) => Some(init.linear("nsp_classifier.classifier", c.hidden_size, 2)?),
+            None => None,
+        };
+        let classifier = match heads.num_labels {
+            Some(0) => return Err(Error::Invalid("classification head: num_labels must be positive".into())),
+            Some(n) => Some(init.linear("classifier", c.hidden_size, n)?),
+            None => None,
+        };
+        Ok(HeadIds { mlm, order, classifier })
+    }
+}
+
+/// The pretraining objective's parts (scalars).
+pub struct PretrainingLosses<'t> {
+    pub total: Var<'t>,
+    pub mlm: Var<'t>,
+    pub order: Var<'t>,
+}
+
+fn missing(head: &str) -> Error {
+    Error::Invalid(format!("this model has no {head} head"))
+}
+
+impl Albert {
+    /// MLM logits. `rows`: flat indices into the B*S positions to score ([P] -> logits [P, V]);
+    /// None scores every position ([B, S, V], as transformers' prediction_logits).
+    pub fn mlm_logits<'t>(
+        &self,
+        tape: &'t Tape,
+        store: &ParamStore,
+        sequence: &Var<'t>,
+        rows: Option<&Tensor>,
+    ) -> Result<Var<'t>> {
+        let ids = self.head_ids.mlm.as_ref().ok_or_else(|| missing("MLM"))?;
+        let (b, s, h) = (sequence.shape()[0], sequence.shape()[1], sequence.shape()[2]);
+        let p = |id| tape.param(store, id);
+        let flat = sequence.reshape(&[b * s, h])?;
+        let x = match rows {
+            Some(r) => flat.gather_rows(r)?,
+            None => flat,
+        };
+        let x = x.linear(&p(ids.dense.weight), Some(&p(ids.dense.bias)))?;
+        let x = super::encoder::activation(self.config.hidden_act, &x)?;
+        let x = x.layer_norm(&p(ids.norm.weight), &p(ids.norm.bias), self.config.layer_norm_eps)?;
+        let logits = x.matmul(&p(self.embeddings.word), false, true, Some(&p(ids.bias)))?;
+        match rows {
+            Some(_) => Ok(logits),
+            None => logits.reshape(&[b, s, self.config.vocab_size]),
+        }
+    }
+
+    /// Sentence-order (or NSP) logits [B, 2] from the pooled output.
+    pub fn order_logits<'t>(
+        &self,
+        tape: &'t Tape,
+        store: &ParamStore,
+        pooled: &Var<'t>,
+        mode: &mut Mode,
+    ) -> Result<Var<'t>> {
+        let lin = self.head_ids.order.ok_or_else(|| missing("sentence-order"))?;
+        self.pooled_linear(tape, store, pooled, lin, mode)
+    }
+
+    /// Classification logits [B, num_labels] from the pooled output.
+    pub fn classifier_logits<'t>(
+        &self,
+        tape: &'t Tape,
+        store: &ParamStore,
+        pooled: &Var<'t>,
+        mode: &mut Mode,
+    ) -> Result<Var<'t>> {
+        let lin = self.head_ids.classifier.ok_or_else(|| missing("classification"))?;
+        self.pooled_linear(tape, store, pooled, lin, mode)
+    }
+
+    fn pooled_linear<'t>(
+        &self,
+        tape: &'t Tape,
+        store: &ParamStore,
+        pooled: &Var<'t>,
+        lin: Linear,
+        mode: &mut Mode,
+    ) -> Result<Var<'t>> {
+        let x = match mode {
+            Mode::Train(rng) if self.config.classifier_dropout_prob > 0.0 => {
+                pooled.dropout(self.config.classifier_dropout_prob, rng)?
+            }
+            _ => pooled.clone(),
+        };
+        x.linear(&tape.param(store, lin.weight), Some(&tape.param(store, lin.bias)))
+    }
+
+    /// MLM + sentence-order loss. mlm_labels: i64 [B, S], -100 where nothing is predicted (only the
+    /// other positions are gathered and scored); order_labels: i64 [B].
+    pub fn pretraining_losses<'t>(
+        &self,
+        tape: &'t Tape,
+        store: &ParamStore,
+        inputs: &Inputs,
+        mlm_labels: &Tensor,
+        order_labels: &Tensor,
+        mode: &mut Mode,
+    ) -> Result<PretrainingLosses<'t>> {
+        let (b, s) = (inputs.input_ids.shape()[0], inputs.input_ids.shape().get(1).copied().unwrap_or(0));
+        super::check_companion("mlm_labels", mlm_labels, b, s)?;
+        if order_labels.shape() != [b] {
+            return Err(Error::Shape(format!("sentence-order labels must be i64 [{b}], got {}", order_labels.dims())));
+        }
+        let enc = self.encode(tape, store, inputs, mode, false)?;
+        let labels = mlm_labels.ids("mlm_labels")?;
+        let (rows, targets): (Vec<i64>, Vec<i64>) =
+            labels.iter().enumerate().filter(|(_, &l)| l != -100).map(|(i, &l)| (i as i64, l)).unzip();
+        let n = rows.len();
+        let logits = self.mlm_logits(tape, store, &enc.sequence, Some(&Tensor::from_i64(rows, &[n])?))?;
+        let mlm = logits.cross_entropy(&Tensor::from_i64(targets, &[n])?, -100)?;
+        let pooled = enc.pooled.as_ref().ok_or_else(|| missing("pooler"))?;
+        let order = self.order_logits(tape, store, pooled, mode)?.cross_entropy(order_labels, -100)?;
+        Ok(PretrainingLosses { total: mlm.add(&order)?, mlm, order })
+    }
+}
