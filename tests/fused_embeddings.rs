@@ -62,3 +62,35 @@ fn fused_matches_unfused_forward_and_gradients() {
         close(names[i], &fused_grads[i], store.grad(id).unwrap(), 2e-5);
     }
 }
+
+/// padding_idx (transformers' nn.Embedding(padding_idx=pad)): lookups of that id add nothing to
+/// its row; every other gradient is unchanged.
+#[test]
+fn padding_idx_row_gets_no_lookup_gradient() {
+    let mut rng = Rng::new(5);
+    let shapes: [&[usize]; 7] = [&[9, 6], &[8, 6], &[2, 6], &[6], &[6], &[5, 6], &[5]];
+    let mut store = ParamStore::new();
+    let ids: Vec<_> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, sh)| store.add(&format!("p{i}"), rng.normal_tensor(sh, 0.0, 0.5, DType::F32).unwrap()).unwrap())
+        .collect();
+    let tok = Tensor::from_i64(vec![3, 0, 0, 7, 3, 0, 1, 2], &[2, 4]).unwrap();
+    let ty = Tensor::from_i64(vec![0; 8], &[2, 4]).unwrap();
+    let pos = Tensor::from_i64(vec![0, 1, 2, 3, 0, 1, 2, 3], &[2, 4]).unwrap();
+    let mut grads = Vec::new();
+    for pad in [None, Some(0)] {
+        let tape = Tape::new();
+        let pv: Vec<Var> = ids.iter().map(|&id| tape.param(&store, id)).collect();
+        let params = [&pv[0], &pv[1], &pv[2], &pv[3], &pv[4], &pv[5], &pv[6]];
+        let y = Var::albert_embeddings(params, &tok, &ty, &pos, 1e-12, 0.0, pad, &mut Rng::new(0)).unwrap();
+        store.zero_grad();
+        tape.backward(&y.sum_all().unwrap(), &mut store).unwrap();
+        grads.push(ids.iter().map(|&id| store.grad(id).unwrap().to_vec_f32()).collect::<Vec<_>>());
+    }
+    let (free, padded) = (&grads[0], &grads[1]);
+    assert!(free[0][..6].iter().any(|&g| g != 0.0), "row 0 is looked up three times");
+    assert!(padded[0][..6].iter().all(|&g| g == 0.0), "padding row must get no gradient");
+    assert_eq!(free[0][6..], padded[0][6..], "other rows unchanged");
+    assert_eq!(free[1..], padded[1..], "other parameters unchanged");
+}

@@ -179,7 +179,10 @@ impl AlbertConfig {
                 self.num_hidden_layers, self.num_hidden_groups
             ));
         }
-        if self.sharing != Sharing::All && (self.num_hidden_groups != 1 || self.inner_group_num != 1) {
+        // `none` is written as HF's num_hidden_groups = L (one group per layer), so accept that too.
+        let groups_ok = self.num_hidden_groups == 1
+            || (self.sharing == Sharing::None && self.num_hidden_groups == self.num_hidden_layers);
+        if self.sharing != Sharing::All && (!groups_ok || self.inner_group_num != 1) {
             return Err(format!(
                 "config: sharing = {} needs num_hidden_groups = 1 and inner_group_num = 1 (got {} and {})",
                 self.sharing, self.num_hidden_groups, self.inner_group_num
@@ -212,9 +215,14 @@ impl AlbertConfig {
         Ok(cfg)
     }
 
-    /// The JSON text of a `config.json` (with `model_type: albert` as HF expects).
+    /// The JSON text of a `config.json` (with `model_type: albert` as HF expects). `sharing = none`
+    /// is written with num_hidden_groups = num_hidden_layers: that is the same model in HF's terms,
+    /// so transformers loads the checkpoint as it is.
     pub fn to_json(&self) -> String {
         let mut c = self.clone();
+        if c.sharing == Sharing::None {
+            c.num_hidden_groups = c.num_hidden_layers;
+        }
         c.extra.entry("model_type").or_insert_with(|| "albert".into());
         serde_json::to_string_pretty(&c).expect("config serialises")
     }

@@ -2,6 +2,7 @@
 //! heads), Hugging Face-compatible checkpoints.
 
 pub mod checkpoint;
+pub mod cli_bench;
 pub mod cli_forward;
 pub mod cli_params;
 pub mod config;

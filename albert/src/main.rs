@@ -3,7 +3,7 @@
 
 mod ops_report;
 
-use albert::{cli_forward, cli_params};
+use albert::{cli_bench, cli_forward, cli_params};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -27,6 +27,8 @@ enum Command {
     Params(cli_params::ParamsArgs),
     /// Run a Hugging Face ALBERT checkpoint on ids from a safetensors file; write its outputs.
     Forward(cli_forward::ForwardArgs),
+    /// Time forward or a training step of a preset model (median, tokens/s, GFLOP/s).
+    Bench(cli_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Ops { seed } => ops_report::run(seed),
         Command::Params(args) => cli_params::run(&args),
         Command::Forward(args) => cli_forward::run(&args),
+        Command::Bench(args) => cli_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
