@@ -6,9 +6,11 @@ pub mod cli_bench;
 pub mod cli_forward;
 pub mod cli_params;
 pub mod config;
+pub mod data;
 
 pub use config::{Activation, AlbertConfig, Sharing};
 pub mod model;
 pub mod optim;
+pub mod tokenizer;
 
 pub use model::{Albert, Heads, Inputs, Mode, OrderHead};

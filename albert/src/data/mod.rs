@@ -1,0 +1,1 @@
+//! Pretraining data: corpus streaming, instance creation (SOP/NSP, n-gram masking), batching.

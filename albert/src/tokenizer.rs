@@ -1,0 +1,1 @@
+//! SentencePiece / tokenizer.json tokenizer with ALBERT normalisation (being written).
