@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AlbertConfig, AlbertForPreTraining
 
-PRESETS = {"base": (12, 768, 12, 3072), "large": (24, 1024, 16, 4096), "tiny": (4, 256, 4, 1024)}
+PRESETS = {"base": (12, 768, 12, 3072), "large": (24, 1024, 16, 4096), "tiny": (4, 128, 2, 512)}
 
 
 def forward_flops(c, b, s, scored):
@@ -44,7 +44,7 @@ def main():
     torch.manual_seed(0)
     layers, hidden, heads, inter = PRESETS[a.preset]
     max_pos = 128 if a.preset == "tiny" else 512
-    cfg = AlbertConfig(vocab_size=30000, embedding_size=64 if a.preset == "tiny" else 128, hidden_size=hidden,
+    cfg = AlbertConfig(vocab_size=8000 if a.preset == "tiny" else 30000, embedding_size=64 if a.preset == "tiny" else 128, hidden_size=hidden,
                        num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=inter,
                        max_position_embeddings=max_pos, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                        classifier_dropout_prob=0.0, hidden_act="gelu_new")

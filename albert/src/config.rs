@@ -124,13 +124,16 @@ impl AlbertConfig {
             "large" => (24, 1024, 16, 4096),
             "xlarge" => (24, 2048, 16, 8192),
             "xxlarge" => (12, 4096, 64, 16384),
+            // The default pretraining model: the configuration that leaves the unigram plateau
+            // within minutes on 2 CPU cores (shared/reference/pretrain-calibration.md).
             "tiny" => {
                 return Ok(AlbertConfig {
+                    vocab_size: 8000,
                     embedding_size: 64,
-                    hidden_size: 256,
+                    hidden_size: 128,
                     num_hidden_layers: 4,
-                    num_attention_heads: 4,
-                    intermediate_size: 1024,
+                    num_attention_heads: 2,
+                    intermediate_size: 512,
                     max_position_embeddings: 128,
                     ..AlbertConfig::default()
                 })

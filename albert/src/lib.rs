@@ -3,8 +3,12 @@
 
 pub mod checkpoint;
 pub mod cli_bench;
+pub mod cli_eval;
 pub mod cli_forward;
+pub mod cli_infer;
 pub mod cli_params;
+pub mod cli_pretrain;
+pub mod cli_tokenizer;
 pub mod config;
 pub mod data;
 
@@ -12,5 +16,6 @@ pub use config::{Activation, AlbertConfig, Sharing};
 pub mod model;
 pub mod optim;
 pub mod tokenizer;
+pub mod train;
 
 pub use model::{Albert, Heads, Inputs, Mode, OrderHead};

@@ -3,7 +3,7 @@
 
 mod ops_report;
 
-use albert::{cli_bench, cli_forward, cli_params};
+use albert::{cli_bench, cli_eval, cli_forward, cli_infer, cli_params, cli_pretrain, cli_tokenizer};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -29,6 +29,17 @@ enum Command {
     Forward(cli_forward::ForwardArgs),
     /// Time forward or a training step of a preset model (median, tokens/s, GFLOP/s).
     Bench(cli_bench::BenchArgs),
+    /// Pretrain ALBERT (MLM + SOP). With no arguments: the tiny model on the embedded corpus, ~10 min.
+    Pretrain(cli_pretrain::PretrainArgs),
+    /// Held-out MLM / SOP accuracy of a model directory.
+    Eval(cli_eval::EvalArgs),
+    /// Top-k predictions for each [MASK] in a text.
+    FillMask(cli_infer::FillMaskArgs),
+    /// Pooled and mean-pooled embeddings of texts, as JSON.
+    Embed(cli_infer::EmbedArgs),
+    /// Train or inspect tokenizers.
+    #[command(subcommand)]
+    Tokenizer(cli_tokenizer::TokenizerCommand),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +49,11 @@ fn main() -> ExitCode {
         Command::Params(args) => cli_params::run(&args),
         Command::Forward(args) => cli_forward::run(&args),
         Command::Bench(args) => cli_bench::run(&args),
+        Command::Tokenizer(cmd) => cli_tokenizer::run(&cmd),
+        Command::Pretrain(args) => cli_pretrain::run(&args),
+        Command::Eval(args) => cli_eval::run(&args),
+        Command::FillMask(args) => cli_infer::fill_mask(&args),
+        Command::Embed(args) => cli_infer::embed(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

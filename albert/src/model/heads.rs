@@ -88,11 +88,19 @@ impl HeadIds {
     }
 }
 
-/// The pretraining objective's parts (scalars).
+/// The pretraining objective's parts: scalar losses, plus the logits and targets they came from
+/// (for accuracies).
 pub struct PretrainingLosses<'t> {
+    /// mlm + order (or mlm alone for a model without an order head).
     pub total: Var<'t>,
     pub mlm: Var<'t>,
-    pub order: Var<'t>,
+    /// None when the model has no sentence-order / NSP head (`--objective none`).
+    pub order: Option<Var<'t>>,
+    /// [P, V] logits at the P masked positions, and their i64 targets [P].
+    pub mlm_logits: Var<'t>,
+    pub mlm_targets: Tensor,
+    /// [B, 2]
+    pub order_logits: Option<Var<'t>>,
 }
 
 fn missing(head: &str) -> Error {
@@ -190,9 +198,20 @@ impl Albert {
             labels.iter().enumerate().filter(|(_, &l)| l != -100).map(|(i, &l)| (i as i64, l)).unzip();
         let n = rows.len();
         let logits = self.mlm_logits(tape, store, &enc.sequence, Some(&Tensor::from_i64(rows, &[n])?))?;
-        let mlm = logits.cross_entropy(&Tensor::from_i64(targets, &[n])?, -100)?;
-        let pooled = enc.pooled.as_ref().ok_or_else(|| missing("pooler"))?;
-        let order = self.order_logits(tape, store, pooled, mode)?.cross_entropy(order_labels, -100)?;
-        Ok(PretrainingLosses { total: mlm.add(&order)?, mlm, order })
+        let mlm_targets = Tensor::from_i64(targets, &[n])?;
+        let mlm = logits.cross_entropy(&mlm_targets, -100)?;
+        let (order, order_logits) = match self.head_ids.order {
+            Some(_) => {
+                let pooled = enc.pooled.as_ref().ok_or_else(|| missing("pooler"))?;
+                let ol = self.order_logits(tape, store, pooled, mode)?;
+                (Some(ol.cross_entropy(order_labels, -100)?), Some(ol))
+            }
+            None => (None, None),
+        };
+        let total = match &order {
+            Some(o) => mlm.add(o)?,
+            None => mlm.clone(),
+        };
+        Ok(PretrainingLosses { total, mlm, order, mlm_logits: logits, mlm_targets, order_logits })
     }
 }
