@@ -43,7 +43,13 @@ pub fn run(a: &EvalArgs) -> Result<(), String> {
         None => Objective::None,
     };
     let corpus = a.corpus.as_ref().map_or(CorpusSource::Embedded, CorpusSource::path);
-    let cfg = LoaderConfig { seq_len: a.seq_len, batch_size: a.batch_size, objective, seed: a.seed, ..LoaderConfig::default() };
+    let cfg = LoaderConfig {
+        seq_len: a.seq_len,
+        batch_size: a.batch_size,
+        objective,
+        seed: a.seed,
+        ..LoaderConfig::default()
+    };
     let vocab = train::vocab(tok.clone())?;
     let eval = build_eval_set(&corpus, vocab, &cfg, Some(a.batches)).map_err(|e| e.to_string())?;
     let r = train::evaluate_set(&model, &store, &eval, tok.special()?)?;
@@ -57,7 +63,10 @@ pub fn run(a: &EvalArgs) -> Result<(), String> {
         println!("{v}");
     } else {
         println!("{} held-out batches of {} from {}", eval.len(), a.batch_size, corpus.describe());
-        println!("MLM accuracy {:.4} (most-frequent-token baseline {:.4}), MLM loss {:.4}", r.mlm_acc, r.mlm_baseline_acc, r.mlm_loss);
+        println!(
+            "MLM accuracy {:.4} (most-frequent-token baseline {:.4}), MLM loss {:.4}",
+            r.mlm_acc, r.mlm_baseline_acc, r.mlm_loss
+        );
         if objective != Objective::None {
             println!("{objective:?} accuracy {:.4}, loss {:.4}", r.order_acc, r.order_loss);
         }

@@ -79,7 +79,8 @@ pub fn fill_mask(args: &FillMaskArgs) -> Result<(), String> {
     let tape = Tape::no_grad();
     let e = |e: engine::Error| e.to_string();
     let enc = model.encode(&tape, &store, &one_row(&ids)?, &mut Mode::Eval, false).map_err(e)?;
-    let rows = Tensor::from_i64(positions.iter().map(|&p| p as i64).collect(), &[positions.len()]).map_err(|x| x.to_string())?;
+    let rows = Tensor::from_i64(positions.iter().map(|&p| p as i64).collect(), &[positions.len()])
+        .map_err(|x| x.to_string())?;
     let logits = model.mlm_logits(&tape, &store, &enc.sequence, Some(&rows)).map_err(e)?;
     let v = model.config.vocab_size;
     let mut out = Vec::new();
@@ -99,7 +100,8 @@ pub fn fill_mask(args: &FillMaskArgs) -> Result<(), String> {
         let v: Vec<serde_json::Value> = out
             .iter()
             .map(|(pos, top)| {
-                let c: Vec<serde_json::Value> = top.iter().map(|(t, p)| serde_json::json!({"token": t, "probability": p})).collect();
+                let c: Vec<serde_json::Value> =
+                    top.iter().map(|(t, p)| serde_json::json!({"token": t, "probability": p})).collect();
                 serde_json::json!({"position": pos, "candidates": c})
             })
             .collect();

@@ -20,7 +20,8 @@ pub struct Row {
     pub tokens_per_s: f64,
 }
 
-pub const HEADER: &str = "step,kind,loss,mlm_loss,order_loss,mlm_acc,order_acc,mlm_baseline_acc,lr,grad_norm,tokens_per_s";
+pub const HEADER: &str =
+    "step,kind,loss,mlm_loss,order_loss,mlm_acc,order_acc,mlm_baseline_acc,lr,grad_norm,tokens_per_s";
 
 impl Row {
     pub fn csv(&self) -> String {

@@ -243,7 +243,9 @@ fn evaluate(
     let (mut order_loss, mut order_hits, mut rows) = (0.0, 0.0, 0usize);
     for b in eval {
         let tape = Tape::no_grad();
-        let l = model.pretraining_losses(&tape, store, &b.inputs, &b.mlm_labels, &b.order_labels, &mut Mode::Eval).map_err(e)?;
+        let l = model
+            .pretraining_losses(&tape, store, &b.inputs, &b.mlm_labels, &b.order_labels, &mut Mode::Eval)
+            .map_err(e)?;
         let targets = l.mlm_targets.ids("eval").map_err(e)?;
         let p = targets.len();
         mlm_loss += l.mlm.value().item().map_err(e)? * p as f64;
@@ -268,7 +270,9 @@ fn most_frequent_token(eval: &[PretrainBatch], vocab: usize, special: SpecialIds
     for b in eval {
         for id in b.inputs.input_ids.ids("eval").map_err(|e| e.to_string())? {
             let id = id as u32;
-            if ![special.pad, special.cls, special.sep, special.mask, special.unk].contains(&id) && (id as usize) < vocab {
+            if ![special.pad, special.cls, special.sep, special.mask, special.unk].contains(&id)
+                && (id as usize) < vocab
+            {
                 counts[id as usize] += 1;
             }
         }
@@ -287,10 +291,17 @@ pub fn pretrain(
 ) -> Result<Summary, String> {
     let special = tok.special().map_err(|e| format!("tokenizer: {e}"))?;
     if tok.vocab_size() != config.vocab_size {
-        return Err(format!("the tokenizer has {} pieces but the model's vocab_size is {}", tok.vocab_size(), config.vocab_size));
+        return Err(format!(
+            "the tokenizer has {} pieces but the model's vocab_size is {}",
+            tok.vocab_size(),
+            config.vocab_size
+        ));
     }
     if settings.seq_len > config.max_position_embeddings {
-        return Err(format!("seq_len {} exceeds max_position_embeddings {}", settings.seq_len, config.max_position_embeddings));
+        return Err(format!(
+            "seq_len {} exceeds max_position_embeddings {}",
+            settings.seq_len, config.max_position_embeddings
+        ));
     }
     if settings.steps == 0 || settings.accumulate == 0 || settings.batch_size == 0 {
         return Err("steps, accumulate and batch_size must be positive".into());
@@ -304,8 +315,10 @@ pub fn pretrain(
     // resume
     let mut start = 0;
     if let Some(dir) = &run.resume {
-        let ck = latest_checkpoint(dir).ok_or_else(|| format!("--resume {}: no complete checkpoint found there", dir.display()))?;
-        let text = std::fs::read_to_string(ck.join("trainer_state.json")).map_err(io(ck.join("trainer_state.json").display()))?;
+        let ck = latest_checkpoint(dir)
+            .ok_or_else(|| format!("--resume {}: no complete checkpoint found there", dir.display()))?;
+        let text = std::fs::read_to_string(ck.join("trainer_state.json"))
+            .map_err(io(ck.join("trainer_state.json").display()))?;
         let state: TrainerState = serde_json::from_str(&text).map_err(io(ck.join("trainer_state.json").display()))?;
         if state.settings != *settings {
             return Err(format!(
@@ -379,12 +392,22 @@ pub fn pretrain(
             };
             let tape = Tape::new();
             let l = model
-                .pretraining_losses(&tape, &store, &batch.inputs, &batch.mlm_labels, &batch.order_labels, &mut Mode::Train(&mut rng))
+                .pretraining_losses(
+                    &tape,
+                    &store,
+                    &batch.inputs,
+                    &batch.mlm_labels,
+                    &batch.order_labels,
+                    &mut Mode::Train(&mut rng),
+                )
                 .map_err(e)?;
             let k = settings.accumulate as f64;
             let lv = l.total.value().item().map_err(e)?;
             if !lv.is_finite() {
-                say(format!("step {step}: the loss is {lv}; stopping. The last good checkpoint in {} is kept.", run.out.display()));
+                say(format!(
+                    "step {step}: the loss is {lv}; stopping. The last good checkpoint in {} is kept.",
+                    run.out.display()
+                ));
                 return Err(format!("non-finite loss ({lv}) at step {step}"));
             }
             loss += lv / k;
@@ -393,7 +416,8 @@ pub fn pretrain(
             mlm_acc += metrics::accuracy(&l.mlm_logits.value().to_vec_f32(), config.vocab_size, &targets) / k;
             if let (Some(o), Some(ol)) = (&l.order, &l.order_logits) {
                 ord_l += o.value().item().map_err(e)? / k;
-                ord_acc += metrics::accuracy(&ol.value().to_vec_f32(), 2, &batch.order_labels.ids("train").map_err(e)?) / k;
+                ord_acc +=
+                    metrics::accuracy(&ol.value().to_vec_f32(), 2, &batch.order_labels.ids("train").map_err(e)?) / k;
             }
             tokens += batch.tokens;
             // mean over micro-batches: scale the loss before backward
@@ -498,7 +522,12 @@ pub fn vocab(tok: Arc<Tokenizer>) -> Result<Arc<dyn Vocab>, String> {
 }
 
 /// Evaluates a model on a fixed set of batches; the baseline token is the set's most frequent one.
-pub fn evaluate_set(model: &Albert, store: &ParamStore, eval: &[PretrainBatch], special: SpecialIds) -> Result<Row, String> {
+pub fn evaluate_set(
+    model: &Albert,
+    store: &ParamStore,
+    eval: &[PretrainBatch],
+    special: SpecialIds,
+) -> Result<Row, String> {
     let most_frequent = most_frequent_token(eval, model.config.vocab_size, special)?;
     let (ml, ma, ba, ol, oa) = evaluate(model, store, eval, most_frequent)?;
     Ok(Row {
@@ -524,4 +553,3 @@ pub fn check_tokenizer(tok: &Tokenizer, config: &AlbertConfig) -> Result<(), Str
     }
     Ok(())
 }
-
