@@ -42,7 +42,23 @@ enum Command {
     Tokenizer(cli_tokenizer::TokenizerCommand),
 }
 
+/// Training frees and re-allocates the same activation buffers every step. glibc would hand the
+/// larger ones back to the kernel (mmap / heap trimming) and fault fresh zeroed pages in again on
+/// the next step; keeping them in the heap avoids that churn.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator thresholds; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20); // glibc's maximum on 64-bit
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Ops { seed: 0 }) {
         Command::Ops { seed } => ops_report::run(seed),
