@@ -29,7 +29,7 @@ pub struct PretrainArgs {
     /// A config.json (vocab_size must match the tokenizer).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    #[arg(long, default_value_t = 2600)]
+    #[arg(long, default_value_t = 3000)]
     pub steps: usize,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
