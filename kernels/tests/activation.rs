@@ -1,7 +1,7 @@
 //! Pointwise activations: the dispatched f32 kernels against the scalar reference run in f64.
 mod common;
 
-use common::{assert_close, rand_vec, Guarded};
+use common::{assert_close, f32v, f64v, proptest_config, rand_vec, Guarded};
 use kernels::cpu::activation::*;
 use proptest::prelude::*;
 
@@ -9,14 +9,6 @@ type Fwd32 = fn(&mut [f32], &[f32]);
 type Fwd64 = fn(&mut [f64], &[f64]);
 type Bwd32 = fn(&mut [f32], &[f32], &[f32]);
 type Bwd64 = fn(&mut [f64], &[f64], &[f64]);
-
-fn f64v(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| v as f64).collect()
-}
-
-fn f32v(x: &[f64]) -> Vec<f32> {
-    x.iter().map(|&v| v as f32).collect()
-}
 
 /// Element counts: tiny, around one vector, not multiples of 8, and two past the threading
 /// thresholds (simd::PAR_MIN_HEAVY = 131072, PAR_MIN_LIGHT = 524288) so the threaded paths run.
@@ -75,16 +67,8 @@ const GELU_ERF: (f32, f32) = (1e-10, 2e-6);
 // tanh (measured 1.4e-7 = 1.3 ulp): 4 ulp.
 const TANH: (f32, f32) = (1e-30, 5e-7);
 
-/// 64 cases keep the suite fast; PROPTEST_CASES=n overrides for a longer soak.
-fn config() -> ProptestConfig {
-    match std::env::var("PROPTEST_CASES") {
-        Ok(_) => ProptestConfig::default(),
-        Err(_) => ProptestConfig::with_cases(64),
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn gelu_tanh_matches_reference(n in sizes(), off in offsets(), seed in any::<u64>()) {

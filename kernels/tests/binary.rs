@@ -2,7 +2,7 @@
 //! reference run in f64.
 mod common;
 
-use common::{assert_close, rand_vec, Guarded};
+use common::{assert_close, f32v, f64v, proptest_config, rand_vec, Guarded};
 use kernels::cpu::binary::*;
 use proptest::prelude::*;
 
@@ -10,14 +10,6 @@ type Bin32 = fn(&mut [f32], &[f32], &[f32]);
 type Bin64 = fn(&mut [f64], &[f64], &[f64]);
 type Bwd32 = fn(&mut [f32], &mut [f32], &[f32], &[f32], &[f32]);
 type Bwd64 = fn(&mut [f64], &mut [f64], &[f64], &[f64], &[f64]);
-
-fn f64v(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| v as f64).collect()
-}
-
-fn f32v(x: &[f64]) -> Vec<f32> {
-    x.iter().map(|&v| v as f32).collect()
-}
 
 /// Element counts: tiny, around one vector, not multiples of 8, and two past the threading
 /// thresholds (simd::PAR_MIN_HEAVY = 131072, PAR_MIN_LIGHT = 524288) so the threaded paths run.
@@ -65,16 +57,8 @@ fn check_bwd(what: &str, a: &[f32], b: &[f32], g: &[f32], fast: Bwd32, reference
     assert_close(&format!("{what} db"), db.inner(), &f32v(&wb), tol.0, tol.1);
 }
 
-/// 64 cases keep the suite fast; PROPTEST_CASES=n overrides for a longer soak.
-fn config() -> ProptestConfig {
-    match std::env::var("PROPTEST_CASES") {
-        Ok(_) => ProptestConfig::default(),
-        Err(_) => ProptestConfig::with_cases(64),
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn binary_fwd_matches_reference(n in sizes(), oa in offsets(), ob in offsets(), seed in any::<u64>()) {

@@ -2,25 +2,9 @@
 //! and in f32; a copy must be exact).
 mod common;
 
-use common::{assert_close, rand_vec, Guarded};
+use common::{assert_close, f32v, f64v, proptest_config, rand_vec, Guarded};
 use kernels::cpu::copy::*;
 use proptest::prelude::*;
-
-fn f64v(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| v as f64).collect()
-}
-
-fn f32v(x: &[f64]) -> Vec<f32> {
-    x.iter().map(|&v| v as f32).collect()
-}
-
-/// 64 cases keep the suite fast; PROPTEST_CASES=n overrides for a longer soak.
-fn config() -> ProptestConfig {
-    match std::env::var("PROPTEST_CASES") {
-        Ok(_) => ProptestConfig::default(),
-        Err(_) => ProptestConfig::with_cases(64),
-    }
-}
 
 /// Copies the view (shape, strides, offset) of a buffer just big enough for it (plus slack),
 /// and compares with the reference.
@@ -47,7 +31,7 @@ fn contiguous(dims: &[usize]) -> Vec<usize> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config())]
 
     // A view of a bigger row-major parent (slices: parent dims >= view dims, the start offset
     // inside), permuted, with some dims broadcast (stride 0): contiguous runs, merged dims,

@@ -1,25 +1,9 @@
 //! Fused log-softmax + NLL: the dispatched f32 kernels against the scalar reference run in f64.
 mod common;
 
-use common::{assert_close, rand_vec, Guarded};
+use common::{assert_close, f32v, f64v, proptest_config, rand_vec, Guarded};
 use kernels::cpu::cross_entropy::*;
 use proptest::prelude::*;
-
-fn f64v(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| v as f64).collect()
-}
-
-fn f32v(x: &[f64]) -> Vec<f32> {
-    x.iter().map(|&v| v as f32).collect()
-}
-
-/// 64 cases keep the suite fast; PROPTEST_CASES=n overrides for a longer soak.
-fn config() -> ProptestConfig {
-    match std::env::var("PROPTEST_CASES") {
-        Ok(_) => ProptestConfig::default(),
-        Err(_) => ProptestConfig::with_cases(64),
-    }
-}
 
 const IGNORE: i64 = -100;
 
@@ -92,7 +76,7 @@ fn check(rows: usize, cols: usize, off: usize, seed: u64, scale: f32) {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn cross_entropy_matches_reference(

@@ -1,25 +1,9 @@
 //! Inverted dropout: the dispatched f32 kernels against the scalar reference run in f64.
 mod common;
 
-use common::{assert_close, rand_vec, Guarded};
+use common::{assert_close, f32v, f64v, proptest_config, rand_vec, Guarded};
 use kernels::cpu::dropout::*;
 use proptest::prelude::*;
-
-fn f64v(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| v as f64).collect()
-}
-
-fn f32v(x: &[f64]) -> Vec<f32> {
-    x.iter().map(|&v| v as f32).collect()
-}
-
-/// 64 cases keep the suite fast; PROPTEST_CASES=n overrides for a longer soak.
-fn config() -> ProptestConfig {
-    match std::env::var("PROPTEST_CASES") {
-        Ok(_) => ProptestConfig::default(),
-        Err(_) => ProptestConfig::with_cases(64),
-    }
-}
 
 /// Keep bytes: 0 (dropped) or any non-zero value (kept), about p of them zero.
 fn make_keep(seed: u64, n: usize, p: f32) -> Vec<u8> {
@@ -32,7 +16,7 @@ fn make_keep(seed: u64, n: usize, p: f32) -> Vec<u8> {
 const EXACT: (f32, f32) = (0.0, 0.0);
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn dropout_matches_reference(

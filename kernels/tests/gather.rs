@@ -2,25 +2,9 @@
 //! f64, and against the f32 reference bit for bit (same additions in the same order).
 mod common;
 
-use common::{assert_close, rand_vec, Guarded};
+use common::{assert_close, f32v, f64v, proptest_config, rand_vec, Guarded};
 use kernels::cpu::gather::*;
 use proptest::prelude::*;
-
-fn f64v(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| v as f64).collect()
-}
-
-fn f32v(x: &[f64]) -> Vec<f32> {
-    x.iter().map(|&v| v as f32).collect()
-}
-
-/// 64 cases keep the suite fast; PROPTEST_CASES=n overrides for a longer soak.
-fn config() -> ProptestConfig {
-    match std::env::var("PROPTEST_CASES") {
-        Ok(_) => ProptestConfig::default(),
-        Err(_) => ProptestConfig::with_cases(64),
-    }
-}
 
 /// n ids in [0, vocab): with n > vocab, repeats are certain.
 fn make_ids(seed: u64, n: usize, vocab: usize) -> Vec<usize> {
@@ -62,7 +46,7 @@ fn check(vocab: usize, n: usize, cols: usize, off: usize, seed: u64) {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn gather_matches_reference(

@@ -1,25 +1,9 @@
 //! LayerNorm: the dispatched f32 kernels against the scalar reference run in f64.
 mod common;
 
-use common::{assert_close, rand_vec, Guarded};
+use common::{assert_close, f32v, f64v, proptest_config, rand_vec, Guarded};
 use kernels::cpu::layernorm::*;
 use proptest::prelude::*;
-
-fn f64v(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| v as f64).collect()
-}
-
-fn f32v(x: &[f64]) -> Vec<f32> {
-    x.iter().map(|&v| v as f32).collect()
-}
-
-/// 64 cases keep the suite fast; PROPTEST_CASES=n overrides for a longer soak.
-fn config() -> ProptestConfig {
-    match std::env::var("PROPTEST_CASES") {
-        Ok(_) => ProptestConfig::default(),
-        Err(_) => ProptestConfig::with_cases(64),
-    }
-}
 
 // Tolerances. Inputs: rows of noise in [-3, 3] around a per-row shift up to +-10 (std >= 0.8),
 // gamma in [-2, 2], beta in [-1, 1].
@@ -122,7 +106,7 @@ impl Case {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn layernorm_matches_reference(

@@ -1,17 +1,9 @@
 //! sum_axis: the dispatched f32 kernels against the scalar reference run in f64.
 mod common;
 
-use common::{assert_close, rand_vec, Guarded};
+use common::{assert_close, f32v, f64v, proptest_config, rand_vec, Guarded};
 use kernels::cpu::reduce::*;
 use proptest::prelude::*;
-
-fn f64v(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| v as f64).collect()
-}
-
-fn f32v(x: &[f64]) -> Vec<f32> {
-    x.iter().map(|&v| v as f32).collect()
-}
 
 /// Runs both directions on an (outer, len, inner) view whose data starts at `off` in its buffer.
 fn check(outer: usize, len: usize, inner: usize, off: usize, seed: u64) {
@@ -41,16 +33,8 @@ fn check(outer: usize, len: usize, inner: usize, off: usize, seed: u64) {
     assert_close("sum_axis_bwd", d.inner(), &f32v(&want), 0.0, 0.0);
 }
 
-/// 64 cases keep the suite fast; PROPTEST_CASES=n overrides for a longer soak.
-fn config() -> ProptestConfig {
-    match std::env::var("PROPTEST_CASES") {
-        Ok(_) => ProptestConfig::default(),
-        Err(_) => ProptestConfig::with_cases(64),
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config())]
 
     // Up to 7 * 129 * 768 = 693k elements, so some cases pass the threading threshold
     // (simd::PAR_MIN_LIGHT = 524288) alongside the tiny shapes; `threaded_shapes` covers each split.

@@ -1,17 +1,9 @@
 //! Masked, scaled softmax: the dispatched f32 kernels against the scalar reference run in f64.
 mod common;
 
-use common::{assert_close, rand_vec, Guarded};
+use common::{assert_close, f32v, f64v, proptest_config, rand_vec, Guarded};
 use kernels::cpu::softmax::*;
 use proptest::prelude::*;
-
-fn f64v(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| v as f64).collect()
-}
-
-fn f32v(x: &[f64]) -> Vec<f32> {
-    x.iter().map(|&v| v as f32).collect()
-}
 
 // Tolerances. fwd: each probability carries exp's 1 ulp, the row sum's rounding (C terms, in a
 // different order) and one multiply, all relative: 1e-6 relative; tiny probabilities (e^-16 and
@@ -86,16 +78,8 @@ fn check(rows: usize, cols: usize, rpm: Option<usize>, scale: f32, off: usize, s
     check_bwd(&y[off..], &g[5..], rows, cols, scale);
 }
 
-/// 64 cases keep the suite fast; PROPTEST_CASES=n overrides for a longer soak.
-fn config() -> ProptestConfig {
-    match std::env::var("PROPTEST_CASES") {
-        Ok(_) => ProptestConfig::default(),
-        Err(_) => ProptestConfig::with_cases(64),
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn softmax_matches_reference(

@@ -68,3 +68,21 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], abs: f32, rel: f32) {
         }
     }
 }
+
+/// f32 inputs widened for the f64 reference run.
+pub fn f64v(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+/// The f64 reference's results narrowed for comparison.
+pub fn f32v(x: &[f64]) -> Vec<f32> {
+    x.iter().map(|&v| v as f32).collect()
+}
+
+/// 64 cases keep the suite fast; PROPTEST_CASES=n overrides for a longer soak.
+pub fn proptest_config() -> proptest::test_runner::Config {
+    match std::env::var("PROPTEST_CASES") {
+        Ok(_) => proptest::test_runner::Config::default(),
+        Err(_) => proptest::test_runner::Config::with_cases(64),
+    }
+}
