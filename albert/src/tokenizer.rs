@@ -105,6 +105,9 @@ pub struct Tokenizer {
     pipe: Pipe,
     /// The pre-tokenizer is (or contains) a Metaspace one: sentencepiece-style whitespace.
     metaspace: bool,
+    /// `inner.get_vocab_size(true)`, cached: the library rebuilds a hash map on every call, and the
+    /// data pipeline asks for it once per masked token.
+    size: usize,
 }
 
 /// The encoding pipeline behind [`Tokenizer::encode`] (before the ALBERT steps).
@@ -376,7 +379,8 @@ impl Tokenizer {
         let metaspace = serde_json::to_string(&inner.get_pre_tokenizer())
             .map(|j| j.contains("\"type\":\"Metaspace\""))
             .unwrap_or(false);
-        Ok(Tokenizer { inner, vocab, albert, skip, unk, pipe, metaspace })
+        let size = inner.get_vocab_size(true);
+        Ok(Tokenizer { inner, vocab, albert, skip, unk, pipe, metaspace, size })
     }
 
     /// Writes `dir/tokenizer.json` (Hugging Face format) atomically: a temporary file, then a rename.
@@ -441,7 +445,7 @@ impl Tokenizer {
 
     /// Number of ids (model pieces and added tokens).
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.size
     }
 
     /// Ids of `<pad>`, `<unk>`, `[CLS]`, `[SEP]`, `[MASK]`; the error names the missing ones.
