@@ -21,7 +21,6 @@ use crate::checkpoint::{parse_tensors, write_tensors};
 use autograd::{ParamId, ParamStore};
 use engine::{DType, Error, Result, Tensor};
 use rayon::prelude::*;
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -77,14 +76,6 @@ struct Moments {
     v: Vec<f32>,
 }
 
-/// The elements of a tensor as f32, borrowed when it already is a contiguous f32 tensor.
-fn f32_values(t: &Tensor) -> Cow<'_, [f32]> {
-    match t.data::<f32>("optimizer") {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(t.to_vec_f32()),
-    }
-}
-
 /// Checks that every gradient has as many elements as its parameter, before any state changes.
 fn check_grads(store: &ParamStore, who: &str) -> Result<()> {
     for (_, p) in store.iter() {
@@ -123,8 +114,8 @@ where
         .map(|(i, slot)| {
             let param = shared.get(ParamId(i));
             let grad = param.grad.as_ref()?;
-            let w = f32_values(&param.value);
-            let g = f32_values(grad);
+            let w = param.value.f32_values();
+            let g = grad.f32_values();
             let n = w.len();
             let moments = slot.get_or_insert_with(|| Moments { m: vec![0.0; n], v: vec![0.0; n] });
             let mut out = Vec::with_capacity(n);
@@ -507,7 +498,7 @@ pub fn clip_grad_norm(store: &mut ParamStore, max_norm: f64) -> f64 {
     let grads: Vec<(ParamId, Tensor)> = store.iter().filter_map(|(id, p)| p.grad.clone().map(|g| (id, g))).collect();
     let partial: Vec<f64> = grads
         .par_iter()
-        .map(|(_, g)| f32_values(g).iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+        .map(|(_, g)| g.f32_values().iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
         .collect();
     let norm = partial.iter().sum::<f64>().sqrt();
     if !(norm.is_finite() && norm > max_norm) {
@@ -517,7 +508,7 @@ pub fn clip_grad_norm(store: &mut ParamStore, max_norm: f64) -> f64 {
     let scaled: Vec<(ParamId, Tensor)> = grads
         .par_iter()
         .map(|(id, g)| {
-            let data: Vec<f32> = f32_values(g).iter().map(|&x| x * scale).collect();
+            let data: Vec<f32> = g.f32_values().iter().map(|&x| x * scale).collect();
             (*id, Tensor::from_vec(data, g.shape()).expect("same size as the gradient"))
         })
         .collect();

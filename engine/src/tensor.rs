@@ -157,6 +157,15 @@ impl Tensor {
         }
     }
 
+    /// The elements as f32: borrowed from the storage when the tensor is contiguous f32 (no
+    /// copy), converted otherwise.
+    pub fn f32_values(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self.data::<f32>("f32_values") {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => std::borrow::Cow::Owned(self.to_vec_f32()),
+        }
+    }
+
     /// All elements in row-major order, converted to f32 (any dtype).
     pub fn to_vec_f32(&self) -> Vec<f32> {
         self.to_dtype(DType::F32).contiguous().data::<f32>("to_vec_f32").expect("f32").to_vec()

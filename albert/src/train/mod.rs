@@ -249,13 +249,13 @@ fn evaluate(
         let targets = l.mlm_targets.ids("eval").map_err(e)?;
         let p = targets.len();
         mlm_loss += l.mlm.value().item().map_err(e)? * p as f64;
-        hits += metrics::accuracy(&l.mlm_logits.value().to_vec_f32(), model.config.vocab_size, &targets) * p as f64;
+        hits += metrics::accuracy(&l.mlm_logits.value().f32_values(), model.config.vocab_size, &targets) * p as f64;
         base_hits += targets.iter().filter(|&&t| t == most_frequent).count() as f64;
         n += p;
         if let (Some(o), Some(ol)) = (&l.order, &l.order_logits) {
             let labels = b.order_labels.ids("eval").map_err(e)?;
             order_loss += o.value().item().map_err(e)? * labels.len() as f64;
-            order_hits += metrics::accuracy(&ol.value().to_vec_f32(), 2, &labels) * labels.len() as f64;
+            order_hits += metrics::accuracy(&ol.value().f32_values(), 2, &labels) * labels.len() as f64;
             rows += labels.len();
         }
     }
@@ -413,11 +413,11 @@ pub fn pretrain(
             loss += lv / k;
             mlm_l += l.mlm.value().item().map_err(e)? / k;
             let targets = l.mlm_targets.ids("train").map_err(e)?;
-            mlm_acc += metrics::accuracy(&l.mlm_logits.value().to_vec_f32(), config.vocab_size, &targets) / k;
+            mlm_acc += metrics::accuracy(&l.mlm_logits.value().f32_values(), config.vocab_size, &targets) / k;
             if let (Some(o), Some(ol)) = (&l.order, &l.order_logits) {
                 ord_l += o.value().item().map_err(e)? / k;
                 ord_acc +=
-                    metrics::accuracy(&ol.value().to_vec_f32(), 2, &batch.order_labels.ids("train").map_err(e)?) / k;
+                    metrics::accuracy(&ol.value().f32_values(), 2, &batch.order_labels.ids("train").map_err(e)?) / k;
             }
             tokens += batch.tokens;
             // mean over micro-batches: scale the loss before backward

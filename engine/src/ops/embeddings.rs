@@ -35,17 +35,8 @@ pub struct EmbeddingParams {
     pub proj_b: Tensor,
 }
 
-/// Gradients of the seven parameters, same order and shapes.
-#[derive(Clone, Debug)]
-pub struct EmbeddingGrads {
-    pub word: Tensor,
-    pub position: Tensor,
-    pub token_type: Tensor,
-    pub ln_gamma: Tensor,
-    pub ln_beta: Tensor,
-    pub proj_w: Tensor,
-    pub proj_b: Tensor,
-}
+/// Gradients of the seven parameters: the same fields and shapes as the parameters.
+pub type EmbeddingGrads = EmbeddingParams;
 
 /// What the backward needs besides the parameters.
 #[derive(Clone, Debug)]
