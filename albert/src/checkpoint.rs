@@ -443,6 +443,19 @@ enum Disposition {
     Unexpected,
 }
 
+/// A tensor in the file must have the shape the store expects; the error names both.
+fn check_shape(file: &Path, key: &str, expected: &[usize], tensor: &Tensor) -> Result<(), CheckpointError> {
+    if tensor.shape() != expected {
+        return Err(CheckpointError::Shape {
+            path: file.to_path_buf(),
+            tensor: key.to_string(),
+            expected: expected.to_vec(),
+            found: tensor.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
 /// Loads checkpoint tensors into a store registered under Hugging Face names; `file` names the
 /// checkpoint in errors.
 ///
@@ -470,14 +483,7 @@ pub fn load_into(
         match disposition {
             Disposition::Load(id) => {
                 let expected = store.value(id).shape();
-                if tensor.shape() != expected {
-                    return Err(CheckpointError::Shape {
-                        path: file.to_path_buf(),
-                        tensor: key,
-                        expected: expected.to_vec(),
-                        found: tensor.shape().to_vec(),
-                    });
-                }
+                check_shape(file, &key, expected, &tensor)?;
                 if tensor.dtype() == DType::I64 {
                     return Err(CheckpointError::DType {
                         path: file.to_path_buf(),
@@ -498,14 +504,7 @@ pub fn load_into(
                 if let Some((_, tied_to)) = TIED.iter().find(|(decoder, _)| *decoder == canonical) {
                     if let Some(id) = store.find(tied_to) {
                         let expected = store.value(id).shape();
-                        if tensor.shape() != expected {
-                            return Err(CheckpointError::Shape {
-                                path: file.to_path_buf(),
-                                tensor: key,
-                                expected: expected.to_vec(),
-                                found: tensor.shape().to_vec(),
-                            });
-                        }
+                        check_shape(file, &key, expected, &tensor)?;
                     }
                 }
                 report.ignored.push(key);

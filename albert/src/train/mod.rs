@@ -231,13 +231,15 @@ impl Run<'_> {
     }
 }
 
-/// Sums the eval set: (mlm loss, mlm acc, baseline acc, order loss, order acc).
+/// Evaluates the eval set into an "eval" metrics row for `step` (logged with learning rate `lr`).
 fn evaluate(
     model: &Albert,
     store: &ParamStore,
     eval: &[PretrainBatch],
     most_frequent: i64,
-) -> Result<(f64, f64, f64, f64, f64), String> {
+    step: usize,
+    lr: f64,
+) -> Result<Row, String> {
     let e = |e: engine::Error| e.to_string();
     let (mut mlm_loss, mut hits, mut base_hits, mut n) = (0.0, 0.0, 0.0, 0usize);
     let (mut order_loss, mut order_hits, mut rows) = (0.0, 0.0, 0usize);
@@ -260,7 +262,20 @@ fn evaluate(
         }
     }
     let d = |x: f64, k: usize| if k == 0 { 0.0 } else { x / k as f64 };
-    Ok((d(mlm_loss, n), d(hits, n), d(base_hits, n), d(order_loss, rows), d(order_hits, rows)))
+    let (ml, ol) = (d(mlm_loss, n), d(order_loss, rows));
+    Ok(Row {
+        step,
+        kind: "eval",
+        loss: ml + ol,
+        mlm_loss: ml,
+        order_loss: ol,
+        mlm_acc: d(hits, n),
+        order_acc: d(order_hits, rows),
+        mlm_baseline_acc: d(base_hits, n),
+        lr,
+        grad_norm: 0.0,
+        tokens_per_s: 0.0,
+    })
 }
 
 /// The most frequent non-special token id among the eval set's inputs: the MLM baseline predicts
@@ -463,20 +478,8 @@ pub fn pretrain(
         let interrupted = INTERRUPTED.load(Ordering::SeqCst);
         let stop_here = run.stop_after.is_some_and(|n| step - start >= n);
         if step % run.eval_every == 0 || step == settings.steps {
-            let (ml, ma, ba, ol, oa) = evaluate(&model, &store, &eval, most_frequent)?;
-            let r = Row {
-                step,
-                kind: "eval",
-                loss: ml + ol,
-                mlm_loss: ml,
-                order_loss: ol,
-                mlm_acc: ma,
-                order_acc: oa,
-                mlm_baseline_acc: ba,
-                lr,
-                grad_norm: 0.0,
-                tokens_per_s: 0.0,
-            };
+            let r = evaluate(&model, &store, &eval, most_frequent, step, lr)?;
+            let (ma, ba, ml, oa) = (r.mlm_acc, r.mlm_baseline_acc, r.mlm_loss, r.order_acc);
             say(format!(
                 "eval @ {step}: MLM acc {ma:.4} (most-frequent-token baseline {ba:.4}, {:.2}x), MLM loss {ml:.3}, SOP acc {oa:.4}",
                 if ba > 0.0 { ma / ba } else { 0.0 }
@@ -529,20 +532,7 @@ pub fn evaluate_set(
     special: SpecialIds,
 ) -> Result<Row, String> {
     let most_frequent = most_frequent_token(eval, model.config.vocab_size, special)?;
-    let (ml, ma, ba, ol, oa) = evaluate(model, store, eval, most_frequent)?;
-    Ok(Row {
-        step: 0,
-        kind: "eval",
-        loss: ml + ol,
-        mlm_loss: ml,
-        order_loss: ol,
-        mlm_acc: ma,
-        order_acc: oa,
-        mlm_baseline_acc: ba,
-        lr: 0.0,
-        grad_norm: 0.0,
-        tokens_per_s: 0.0,
-    })
+    evaluate(model, store, eval, most_frequent, 0, 0.0)
 }
 
 /// Loads the tokenizer from `dir` and checks it against `config`.
