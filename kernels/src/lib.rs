@@ -16,6 +16,7 @@
 //! that produces them.
 
 pub mod cpu;
+pub mod cuda;
 mod real;
 
 pub use real::Real;
