@@ -67,8 +67,13 @@ pub struct PretrainArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// bf16 autocast on the GPU: bf16 weights and activations, f32 master weights, optimizer
+    /// state and reductions.
+    #[arg(long)]
+    pub bf16: bool,
 }
 
 /// The tokenizer for a run: `--tokenizer DIR`, or the shipped default written into `out`.
@@ -87,8 +92,10 @@ pub fn resolve_tokenizer(dir: Option<&PathBuf>, out: &std::path::Path) -> Result
 }
 
 pub fn run(a: &PretrainArgs) -> Result<(), String> {
-    if a.device != "cpu" {
-        engine::Device::Cuda(0).check_available().map_err(|e| e.to_string())?;
+    let device = engine::Device::parse(&a.device).map_err(|e| format!("--device: {e}"))?;
+    device.check_available().map_err(|e| e.to_string())?;
+    if a.bf16 && !device.is_cuda() {
+        return Err("--bf16 needs --device cuda (bf16 is a storage format on the CPU)".into());
     }
     if let Some(n) = a.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| format!("--threads: {e}"))?;
@@ -137,6 +144,8 @@ pub fn run(a: &PretrainArgs) -> Result<(), String> {
         log_every: 50,
         stop_after: None,
         quiet: false,
+        device,
+        bf16: a.bf16,
     };
     ctrlc::set_handler(|| {
         if train::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {

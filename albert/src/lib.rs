@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod cli_bench;
+pub mod cli_bench_cuda;
 pub mod cli_eval;
 pub mod cli_forward;
 pub mod cli_infer;

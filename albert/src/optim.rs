@@ -135,10 +135,23 @@ where
     Ok(())
 }
 
-/// `<param>.adam_m`, `<param>.adam_v` for every parameter with state, then `step`.
-fn moments_to_tensors(store: &ParamStore, state: &[Option<Moments>], step: u64) -> Vec<(String, Tensor)> {
+/// `<param>.adam_m`, `<param>.adam_v` for every parameter with state, then `step` (host tensors
+/// whichever device the moments live on).
+fn moments_to_tensors(
+    store: &ParamStore,
+    state: &[Option<Moments>],
+    device: &[Option<DeviceMoments>],
+    step: u64,
+) -> Vec<(String, Tensor)> {
     let mut out = Vec::with_capacity(2 * state.len() + 1);
     for (id, p) in store.iter() {
+        if let Some(Some(d)) = device.get(id.0) {
+            for (suffix, t) in [(M_SUFFIX, &d.m), (V_SUFFIX, &d.v)] {
+                let host = t.to_device(engine::Device::Cpu).expect("device -> host copy of optimizer state");
+                out.push((format!("{}{suffix}", p.name), host));
+            }
+            continue;
+        }
         let Some(Some(mo)) = state.get(id.0) else { continue };
         // A state that does not fit the store (another model passed in) is written flat, so that
         // loading it reports the mismatch instead of this panicking.
@@ -230,6 +243,70 @@ fn moments_from_tensors(
     Ok((step, state))
 }
 
+// ====================================================================================== GPU
+
+/// First and second moments of one parameter in device memory (f32, the parameter's shape).
+#[derive(Clone, Debug)]
+struct DeviceMoments {
+    m: Tensor,
+    v: Tensor,
+}
+
+/// The multi-tensor descriptors of a GPU step: every parameter with a gradient, with its moments
+/// (moved up from `host` after a `load_state`, or zero-initialised on its first gradient).
+/// Parameters are updated in place, so their buffers must be dense; `decay_of(name)` is the
+/// tensor's weight decay and `adapt_of(name)` whether LAMB's trust ratio applies.
+fn device_descriptors(
+    store: &ParamStore,
+    host: &mut Vec<Option<Moments>>,
+    device: &mut Vec<Option<DeviceMoments>>,
+    decay_of: impl Fn(&str) -> f64,
+    adapt_of: impl Fn(&str) -> bool,
+) -> Result<Vec<kernels::cuda::optim::OptTensor>> {
+    host.resize_with(store.len(), || None);
+    device.resize_with(store.len(), || None);
+    let mut out = Vec::new();
+    for (id, p) in store.iter() {
+        let Some(grad) = &p.grad else { continue };
+        let dev = p.value.device();
+        let slot = &mut device[id.0];
+        if slot.is_none() {
+            let shape = p.value.shape();
+            *slot = Some(match host[id.0].take() {
+                Some(mo) => DeviceMoments {
+                    m: Tensor::from_vec(mo.m, shape)?.to_device(dev)?,
+                    v: Tensor::from_vec(mo.v, shape)?.to_device(dev)?,
+                },
+                None => DeviceMoments {
+                    m: Tensor::zeros_on(shape, DType::F32, dev)?,
+                    v: Tensor::zeros_on(shape, DType::F32, dev)?,
+                },
+            });
+        }
+        let mo = slot.as_ref().expect("just filled");
+        let ptr = |t: &Tensor, what: &str| {
+            if t.dtype() != DType::F32 {
+                return Err(Error::DType(format!(
+                    "{}: the GPU optimizers update f32 {what}, found {}",
+                    p.name,
+                    t.dtype()
+                )));
+            }
+            t.cuda_ptr().ok_or_else(|| Error::Device(format!("{}: {what} is not a dense device tensor", p.name)))
+        };
+        out.push(kernels::cuda::optim::OptTensor {
+            param: ptr(&p.value, "the parameter")?,
+            grad: ptr(grad, "the gradient")?,
+            m: ptr(&mo.m, "the first moment")?,
+            v: ptr(&mo.v, "the second moment")?,
+            numel: p.value.numel(),
+            weight_decay: decay_of(&p.name),
+            use_trust_ratio: adapt_of(&p.name),
+        });
+    }
+    Ok(out)
+}
+
 // ====================================================================================== AdamW
 
 /// `torch.optim.AdamW` (amsgrad off). Per parameter with gradient g, t the 1-based step:
@@ -255,6 +332,8 @@ pub struct AdamW {
     step: u64,
     /// (m, v) per parameter, created on its first gradient.
     state: Vec<Option<Moments>>,
+    /// The same in device memory when the parameters are on a GPU.
+    device: Vec<Option<DeviceMoments>>,
     /// Scratch for `update_all` (AdamW has no trust ratio; always 1 or NaN).
     ratios: Vec<f64>,
 }
@@ -270,6 +349,7 @@ impl AdamW {
             exclude: Vec::new(),
             step: 0,
             state: Vec::new(),
+            device: Vec::new(),
             ratios: Vec::new(),
         }
     }
@@ -293,6 +373,23 @@ impl AdamW {
     /// PyTorch's `p.grad is None`), at learning rate `lr` (e.g. from a [`Schedule`]).
     pub fn step_with_lr(&mut self, store: &mut ParamStore, lr: f64) -> Result<()> {
         check_grads(store, "AdamW")?;
+        if let engine::Device::Cuda(_) = store.device() {
+            let exclude = &self.exclude;
+            let wd = self.weight_decay;
+            let decay_of = |name: &str| if is_excluded(name, exclude) { 0.0 } else { wd };
+            let tensors = device_descriptors(store, &mut self.state, &mut self.device, decay_of, |_| true)?;
+            self.step += 1;
+            let hp = kernels::cuda::optim::AdamWHp {
+                lr,
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                step: self.step as i32,
+                grad_scale: 1.0,
+            };
+            kernels::cuda::optim::adamw_step(&*store.device().gpu()?, &tensors, &hp)?;
+            return Ok(());
+        }
         self.step += 1;
         let t = self.step as i32;
         let (b2, c1, c2) = (self.beta2 as f32, (1.0 - self.beta1) as f32, (1.0 - self.beta2) as f32);
@@ -324,13 +421,14 @@ impl Optimizer for AdamW {
     }
 
     fn state_tensors(&self, store: &ParamStore) -> Vec<(String, Tensor)> {
-        moments_to_tensors(store, &self.state, self.step)
+        moments_to_tensors(store, &self.state, &self.device, self.step)
     }
 
     fn load_state(&mut self, store: &ParamStore, tensors: &[(String, Tensor)]) -> std::result::Result<(), String> {
         let (step, state) = moments_from_tensors("adamw", store, tensors)?;
         self.step = step;
         self.state = state;
+        self.device.clear();
         Ok(())
     }
 
@@ -374,7 +472,10 @@ pub struct Lamb {
     pub exclude: Vec<String>,
     step: u64,
     state: Vec<Option<Moments>>,
+    /// The moments in device memory when the parameters are on a GPU.
+    device: Vec<Option<DeviceMoments>>,
     /// Trust ratio applied to each parameter (by id) in the last step; NaN if it had no gradient.
+    /// Not filled by GPU steps (the ratios stay on the device).
     ratios: Vec<f64>,
 }
 
@@ -390,6 +491,7 @@ impl Lamb {
             exclude: default_exclude(),
             step: 0,
             state: Vec::new(),
+            device: Vec::new(),
             ratios: Vec::new(),
         }
     }
@@ -419,6 +521,24 @@ impl Lamb {
     /// One update of every parameter that has a gradient, at learning rate `lr`.
     pub fn step(&mut self, store: &mut ParamStore, lr: f64) -> Result<()> {
         check_grads(store, "LAMB")?;
+        if let engine::Device::Cuda(_) = store.device() {
+            let exclude = &self.exclude;
+            let wd = self.weight_decay;
+            let decay_of = |name: &str| if is_excluded(name, exclude) { 0.0 } else { wd };
+            let adapt_of = |name: &str| !is_excluded(name, exclude);
+            let tensors = device_descriptors(store, &mut self.state, &mut self.device, decay_of, adapt_of)?;
+            self.step += 1;
+            let hp = kernels::cuda::optim::LambHp {
+                lr,
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                grad_scale: 1.0,
+            };
+            kernels::cuda::optim::lamb_step(&*store.device().gpu()?, &tensors, &hp)?;
+            self.ratios.clear();
+            return Ok(());
+        }
         self.step += 1;
         // As TF with Python-float hyper-parameters: 1 - beta is formed in f64, then rounded to f32
         // (1 - 0.999_f32 would be 0.0010000467, 5e-5 off).
@@ -467,13 +587,14 @@ impl Optimizer for Lamb {
     }
 
     fn state_tensors(&self, store: &ParamStore) -> Vec<(String, Tensor)> {
-        moments_to_tensors(store, &self.state, self.step)
+        moments_to_tensors(store, &self.state, &self.device, self.step)
     }
 
     fn load_state(&mut self, store: &ParamStore, tensors: &[(String, Tensor)]) -> std::result::Result<(), String> {
         let (step, state) = moments_from_tensors("lamb", store, tensors)?;
         self.step = step;
         self.state = state;
+        self.device.clear();
         self.ratios.clear();
         Ok(())
     }
@@ -496,22 +617,33 @@ impl Optimizer for Lamb {
 /// into NaN); the caller should skip that step.
 pub fn clip_grad_norm(store: &mut ParamStore, max_norm: f64) -> f64 {
     let grads: Vec<(ParamId, Tensor)> = store.iter().filter_map(|(id, p)| p.grad.clone().map(|g| (id, g))).collect();
-    let partial: Vec<f64> = grads
-        .par_iter()
-        .map(|(_, g)| g.f32_values().iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
-        .collect();
+    let on_gpu = store.device().is_cuda();
+    let partial: Vec<f64> = if on_gpu {
+        // One f32 sum per tensor on the device; the total is formed in f64 here.
+        grads.iter().map(|(_, g)| engine::ops::sum_squares(g).unwrap_or(f64::NAN)).collect()
+    } else {
+        grads
+            .par_iter()
+            .map(|(_, g)| g.f32_values().iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+            .collect()
+    };
     let norm = partial.iter().sum::<f64>().sqrt();
     if !(norm.is_finite() && norm > max_norm) {
         return norm;
     }
     let scale = (max_norm / norm) as f32;
-    let scaled: Vec<(ParamId, Tensor)> = grads
-        .par_iter()
-        .map(|(id, g)| {
-            let data: Vec<f32> = g.f32_values().iter().map(|&x| x * scale).collect();
-            (*id, Tensor::from_vec(data, g.shape()).expect("same size as the gradient"))
-        })
-        .collect();
+    let scaled: Vec<(ParamId, Tensor)> = if on_gpu {
+        let s = f64::from(scale);
+        grads.iter().map(|(id, g)| (*id, engine::ops::scale(g, s).expect("a device gradient scales"))).collect()
+    } else {
+        grads
+            .par_iter()
+            .map(|(id, g)| {
+                let data: Vec<f32> = g.f32_values().iter().map(|&x| x * scale).collect();
+                (*id, Tensor::from_vec(data, g.shape()).expect("same size as the gradient"))
+            })
+            .collect()
+    };
     // The store only adds into gradients, so clear them all and add the scaled ones back.
     store.zero_grad();
     for (id, g) in scaled {

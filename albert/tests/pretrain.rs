@@ -82,6 +82,8 @@ fn run_opts(out: &Path) -> RunOptions {
         log_every: 1000,
         stop_after: None,
         quiet: true,
+        device: engine::Device::Cpu,
+        bf16: false,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::params::ParamId;
 use engine::ops::{self, CrossEntropySaved, DropoutMask, EmbeddingParams, EmbeddingSaved, LayerNormSaved};
-use engine::{Result, Tensor};
+use engine::{DType, Result, Tensor};
 
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
@@ -104,6 +104,10 @@ pub(crate) enum Op {
     BroadcastTo {
         in_shape: Vec<usize>,
     },
+    /// A dtype conversion (bf16 autocast of f32 master weights); the gradient converts back.
+    Cast {
+        from: DType,
+    },
     /// The fused factorised embedding; inputs: word, position, token_type, ln_gamma, ln_beta,
     /// proj_w, proj_b.
     AlbertEmbeddings {
@@ -146,6 +150,7 @@ impl Op {
             Op::Reshape { .. } => "reshape",
             Op::Permute { .. } => "permute",
             Op::BroadcastTo { .. } => "broadcast_to",
+            Op::Cast { .. } => "cast",
             Op::AlbertEmbeddings { .. } => "albert_embeddings",
         }
     }
@@ -211,6 +216,7 @@ impl Op {
                 vec![g.permute(&inv)?.contiguous()]
             }
             Op::BroadcastTo { in_shape } => vec![ops::sum_to_shape(g, in_shape)?],
+            Op::Cast { from } => vec![g.to_dtype(*from)],
             Op::AlbertEmbeddings { params, saved } => {
                 let d = ops::albert_embeddings_bwd(g, params, saved)?;
                 vec![d.word, d.position, d.token_type, d.ln_gamma, d.ln_beta, d.proj_w, d.proj_b]

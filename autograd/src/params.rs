@@ -105,6 +105,22 @@ impl ParamStore {
         }
     }
 
+    /// Moves every value (and gradient) to `device`.
+    pub fn to_device(&mut self, device: engine::Device) -> Result<()> {
+        for p in &mut self.params {
+            p.value = p.value.to_device(device)?;
+            if let Some(g) = &p.grad {
+                p.grad = Some(g.to_device(device)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The device of the parameters (the first one's; `to_device` keeps them together).
+    pub fn device(&self) -> engine::Device {
+        self.params.first().map_or(engine::Device::Cpu, |p| p.value.device())
+    }
+
     /// Clears every gradient (before the next accumulation window).
     pub fn zero_grad(&mut self) {
         for p in &mut self.params {

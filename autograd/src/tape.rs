@@ -114,7 +114,8 @@ impl Tape {
         };
         let mut nodes = std::mem::take(&mut self.inner.borrow_mut().nodes);
         let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
-        grads[root] = Some(Tensor::full(1.0f64, loss.value().shape()).to_dtype(loss.value().dtype()));
+        let seed = Tensor::full(1.0f64, loss.value().shape()).to_dtype(loss.value().dtype());
+        grads[root] = Some(seed.to_device(loss.value().device())?);
         let mut out = Gradients::default();
         nodes.truncate(root + 1); // ops recorded after the loss cannot influence it
         while let Some(node) = nodes.pop() {

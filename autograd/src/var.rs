@@ -228,6 +228,15 @@ impl<'t> Var<'t> {
         Ok(self.rec(Op::BroadcastTo { in_shape: self.shape().to_vec() }, &[self], y))
     }
 
+    /// The same values in another dtype (bf16 autocast); the gradient flows back converted.
+    pub fn to_dtype(&self, dtype: engine::DType) -> Result<Var<'t>> {
+        if dtype == self.value.dtype() {
+            return Ok(self.clone());
+        }
+        let y = self.value.to_dtype(dtype);
+        Ok(self.rec(Op::Cast { from: self.value.dtype() }, &[self], y))
+    }
+
     // ---------------------------------------------------------------- fused model ops
     /// ALBERT's fused factorised embedding (see `engine::ops::embeddings`):
     /// dropout(LN(word[ids] + position[positions] + token_type[types])) W^T + b.
@@ -258,10 +267,7 @@ impl<'t> Var<'t> {
                 return Err(engine::Error::Invalid(format!("albert_embeddings: dropout {dropout_p} must be < 1")));
             }
             let n = ids.numel() * p.word.shape()[1];
-            Some(EmbeddingDropout {
-                keep: std::sync::Arc::new(rng.bernoulli_mask(n, 1.0 - dropout_p)),
-                scale: 1.0 / (1.0 - dropout_p),
-            })
+            Some(EmbeddingDropout::draw(rng, n, dropout_p, p.word.device())?)
         } else {
             None
         };

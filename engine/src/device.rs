@@ -1,8 +1,9 @@
 use crate::{Error, Result};
+use kernels::cuda::Gpu;
 use std::fmt;
+use std::sync::Arc;
 
-/// Where a tensor's storage lives. Only the CPU backend exists so far; `Cuda` is named so that
-/// every dispatch site already has to say what it does with it.
+/// Where a tensor's storage lives: host memory, or CUDA device n.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
@@ -10,14 +11,43 @@ pub enum Device {
 }
 
 impl Device {
-    /// Fails with a clear message for devices this build cannot use.
+    /// Fails with a clear message for devices this machine cannot use (no driver, no such GPU).
     pub fn check_available(self) -> Result<()> {
         match self {
             Device::Cpu => Ok(()),
-            Device::Cuda(i) => Err(Error::Device(format!(
-                "device cuda:{i}: the CUDA backend is not part of this build yet (CPU only)"
-            ))),
+            Device::Cuda(_) => self.gpu().map(|_| ()),
         }
+    }
+
+    /// The opened CUDA device (an error for the CPU).
+    pub fn gpu(self) -> Result<Arc<Gpu>> {
+        match self {
+            Device::Cpu => Err(Error::Device("the CPU is not a CUDA device".into())),
+            Device::Cuda(i) => Ok(kernels::cuda::gpu(i)?),
+        }
+    }
+
+    pub fn is_cuda(self) -> bool {
+        matches!(self, Device::Cuda(_))
+    }
+
+    /// Parses `cpu`, `cuda` (= cuda:0) or `cuda:N`.
+    pub fn parse(s: &str) -> Result<Device> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "gpu" => Ok(Device::Cuda(0)),
+            _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+                Some(n) => Ok(Device::Cuda(n)),
+                None => Err(Error::Invalid(format!("device {s:?}: expected cpu, cuda or cuda:N"))),
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for Device {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Device> {
+        Device::parse(s)
     }
 }
 

@@ -36,3 +36,9 @@ pub(crate) fn dims(shape: &[usize]) -> String {
     let inner: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     format!("[{}]", inner.join(","))
 }
+
+impl From<kernels::cuda::CudaError> for Error {
+    fn from(e: kernels::cuda::CudaError) -> Error {
+        Error::Device(e.0)
+    }
+}

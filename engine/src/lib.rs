@@ -6,6 +6,7 @@
 //! fast kernels, f64 runs the scalar references (used by finite-difference gradient checks), and
 //! bf16/f16 are storage formats converted to f32 for compute.
 
+mod cuda;
 mod device;
 mod dtype;
 mod elem;
@@ -22,5 +23,5 @@ pub use elem::Elem;
 pub use error::{Error, Result};
 pub use layout::{broadcast_shapes, Layout};
 pub use rng::Rng;
-pub use storage::{CpuStorage, Storage};
+pub use storage::{cuda_dt, CpuStorage, CudaStorage, Storage};
 pub use tensor::Tensor;

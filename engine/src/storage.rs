@@ -3,6 +3,7 @@
 
 use crate::DType;
 use half::{bf16, f16};
+use kernels::cuda::{DeviceBuffer, Dt};
 
 /// Host memory, one vector per dtype.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,10 +15,36 @@ pub enum CpuStorage {
     I64(Vec<i64>),
 }
 
-/// A tensor's buffer. A `Cuda(..)` variant joins when the CUDA backend lands.
-#[derive(Clone, Debug, PartialEq)]
+/// Device memory of one CUDA device: raw bytes holding `len` elements of `dtype`
+/// (f32, bf16 or i64 on the GPU).
+#[derive(Debug)]
+pub struct CudaStorage {
+    pub buf: DeviceBuffer,
+    pub dtype: DType,
+    pub len: usize,
+}
+
+impl CudaStorage {
+    /// The kernels' element type, for the dtypes kernels compute on.
+    pub fn dt(&self) -> Option<Dt> {
+        cuda_dt(self.dtype)
+    }
+}
+
+/// The kernels' element type of a dtype the GPU computes on (f32, bf16); None for the others.
+pub fn cuda_dt(dtype: DType) -> Option<Dt> {
+    match dtype {
+        DType::F32 => Some(Dt::F32),
+        DType::BF16 => Some(Dt::BF16),
+        DType::F64 | DType::F16 | DType::I64 => None,
+    }
+}
+
+/// A tensor's buffer: host memory or one CUDA device's memory.
+#[derive(Debug)]
 pub enum Storage {
     Cpu(CpuStorage),
+    Cuda(CudaStorage),
 }
 
 impl CpuStorage {
@@ -82,11 +109,13 @@ impl Storage {
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
+            Storage::Cuda(s) => s.dtype,
         }
     }
     pub fn len(&self) -> usize {
         match self {
             Storage::Cpu(s) => s.len(),
+            Storage::Cuda(s) => s.len,
         }
     }
     pub fn is_empty(&self) -> bool {

@@ -5,7 +5,7 @@
 use crate::elem::Elem;
 use crate::error::dims;
 use crate::layout::Layout;
-use crate::storage::{CpuStorage, Storage};
+use crate::storage::{CpuStorage, CudaStorage, Storage};
 use crate::{DType, Device, Error, Result};
 use half::{bf16, f16};
 use std::fmt;
@@ -23,6 +23,20 @@ impl Tensor {
     fn from_storage(storage: CpuStorage, shape: &[usize]) -> Tensor {
         debug_assert_eq!(storage.len(), shape.iter().product::<usize>());
         Tensor { storage: Arc::new(Storage::Cpu(storage)), layout: Layout::contiguous(shape), device: Device::Cpu }
+    }
+
+    pub(crate) fn from_cpu(storage: CpuStorage, shape: &[usize]) -> Tensor {
+        Self::from_storage(storage, shape)
+    }
+
+    /// A dense tensor over device memory of CUDA device `ordinal`.
+    pub(crate) fn from_cuda(storage: CudaStorage, shape: &[usize], ordinal: usize) -> Tensor {
+        debug_assert_eq!(storage.len, shape.iter().product::<usize>());
+        Tensor {
+            storage: Arc::new(Storage::Cuda(storage)),
+            layout: Layout::contiguous(shape),
+            device: Device::Cuda(ordinal),
+        }
     }
 
     fn check_len(op: &str, len: usize, shape: &[usize]) -> Result<()> {
@@ -62,6 +76,14 @@ impl Tensor {
         Self::from_storage(CpuStorage::zeros(dtype, shape.iter().product()), shape)
     }
 
+    /// Zeros on `device` (a device allocation for CUDA).
+    pub fn zeros_on(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(Self::zeros(shape, dtype)),
+            Device::Cuda(_) => crate::cuda::zeros(&device.gpu()?, dtype, shape),
+        }
+    }
+
     pub fn full<T: Elem>(value: T, shape: &[usize]) -> Tensor {
         Self::from_storage(T::wrap(vec![value; shape.iter().product()]), shape)
     }
@@ -70,10 +92,15 @@ impl Tensor {
         Self::full(value, &[])
     }
 
-    /// Moves to a device. Only the CPU exists in this build.
+    /// A copy on `device` (a cheap clone when already there). The GPU holds f32, bf16 and i64.
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
-        device.check_available()?;
-        Ok(self.clone())
+        match (self.device, device) {
+            (a, b) if a == b => Ok(self.clone()),
+            (Device::Cpu, Device::Cuda(i)) => crate::cuda::upload(&self.contiguous(), i),
+            (Device::Cuda(_), Device::Cpu) => crate::cuda::download(self),
+            (Device::Cuda(_), Device::Cuda(j)) => crate::cuda::upload(&crate::cuda::download(self)?, j),
+            (Device::Cpu, Device::Cpu) => unreachable!("same device"),
+        }
     }
 
     // ------------------------------------------------------------------ metadata
@@ -106,15 +133,46 @@ impl Tensor {
         Arc::ptr_eq(&self.storage, &other.storage)
     }
 
+    /// The host buffer; panics for device tensors (every caller below first brings device
+    /// tensors to the host or dispatches them to a CUDA kernel).
     pub(crate) fn cpu(&self) -> &CpuStorage {
         match &*self.storage {
             Storage::Cpu(s) => s,
+            Storage::Cuda(_) => {
+                panic!("host access to a tensor {} on {} (an op dispatched wrongly)", self.dims(), self.device)
+            }
+        }
+    }
+
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The error for host-only accessors on a device tensor.
+    fn on_host(&self, op: &str) -> Result<()> {
+        match self.device {
+            Device::Cpu => Ok(()),
+            Device::Cuda(_) => Err(Error::Device(format!(
+                "{op}: tensor {} is on {}; copy it with to_device(Device::Cpu) first",
+                self.dims(),
+                self.device
+            ))),
+        }
+    }
+
+    /// The device address of a dense CUDA tensor's first element, for kernels outside the engine
+    /// that update a tensor in place (the fused optimizers). None on the host or for strided views.
+    pub fn cuda_ptr(&self) -> Option<kernels::cuda::DevPtr> {
+        match (&*self.storage, self.is_contiguous()) {
+            (Storage::Cuda(_), true) => Some(crate::cuda::ptr(self)),
+            (Storage::Cuda(_), false) | (Storage::Cpu(_), _) => None,
         }
     }
 
     // ------------------------------------------------------------------ data access
     /// The elements of a contiguous tensor of element type T, as a slice of its storage.
     pub fn data<T: Elem>(&self, op: &str) -> Result<&[T]> {
+        self.on_host(op)?;
         let all = T::slice(self.cpu()).ok_or_else(|| {
             Error::DType(format!(
                 "{op}: expected a {} tensor, found {} with shape {}",
@@ -132,6 +190,7 @@ impl Tensor {
 
     /// The whole storage buffer and this tensor's offset into it (for strided kernels).
     pub(crate) fn storage_slice<T: Elem>(&self, op: &str) -> Result<(&[T], usize)> {
+        self.on_host(op)?;
         let all = T::slice(self.cpu()).ok_or_else(|| {
             Error::DType(format!(
                 "{op}: expected a {} tensor, found {} with shape {}",
@@ -144,6 +203,9 @@ impl Tensor {
     }
 
     pub fn ids(&self, op: &str) -> Result<Vec<i64>> {
+        if self.device.is_cuda() {
+            return crate::cuda::download(self)?.ids(op);
+        }
         match self.cpu() {
             CpuStorage::I64(_) => {}
             CpuStorage::F32(_) | CpuStorage::F64(_) | CpuStorage::BF16(_) | CpuStorage::F16(_) => {
@@ -160,6 +222,9 @@ impl Tensor {
     /// The elements as f32: borrowed from the storage when the tensor is contiguous f32 (no
     /// copy), converted otherwise.
     pub fn f32_values(&self) -> std::borrow::Cow<'_, [f32]> {
+        if self.device.is_cuda() {
+            return std::borrow::Cow::Owned(self.to_vec_f32());
+        }
         match self.data::<f32>("f32_values") {
             Ok(s) => std::borrow::Cow::Borrowed(s),
             Err(_) => std::borrow::Cow::Owned(self.to_vec_f32()),
@@ -167,12 +232,19 @@ impl Tensor {
     }
 
     /// All elements in row-major order, converted to f32 (any dtype).
+    /// Device tensors are copied to the host first (panics if the device fails).
     pub fn to_vec_f32(&self) -> Vec<f32> {
+        if self.device.is_cuda() {
+            return crate::cuda::download(self).expect("device -> host copy").to_vec_f32();
+        }
         self.to_dtype(DType::F32).contiguous().data::<f32>("to_vec_f32").expect("f32").to_vec()
     }
 
     /// All elements in row-major order, converted to f64 (any dtype).
     pub fn to_vec_f64(&self) -> Vec<f64> {
+        if self.device.is_cuda() {
+            return crate::cuda::download(self).expect("device -> host copy").to_vec_f64();
+        }
         self.to_dtype(DType::F64).contiguous().data::<f64>("to_vec_f64").expect("f64").to_vec()
     }
 
@@ -186,6 +258,9 @@ impl Tensor {
 
     /// Little-endian bytes of the (contiguous) elements.
     pub fn to_bytes(&self) -> Vec<u8> {
+        if self.device.is_cuda() {
+            return crate::cuda::download(self).expect("device -> host copy").to_bytes();
+        }
         let t = self.contiguous();
         let sz = t.dtype().size_in_bytes();
         let o = t.layout.offset() * sz;
@@ -197,6 +272,9 @@ impl Tensor {
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
         if dtype == self.dtype() {
             return self.clone();
+        }
+        if self.device.is_cuda() {
+            return crate::cuda::to_dtype(self, dtype).expect("device dtype conversion");
         }
         let t = self.contiguous();
         let o = t.layout.offset();
@@ -236,6 +314,9 @@ impl Tensor {
     pub fn contiguous(&self) -> Tensor {
         if self.is_contiguous() {
             return self.clone();
+        }
+        if self.device.is_cuda() {
+            return crate::cuda::contiguous(self).expect("device strided copy");
         }
         let l = &self.layout;
         let storage = match self.cpu() {
@@ -288,11 +369,34 @@ impl Tensor {
                 other.dims()
             )));
         }
-        if !self.is_contiguous() || self.layout.offset() != 0 || self.storage.len() != self.numel() {
+        if self.device != other.device() {
+            return Err(Error::Device(format!("add_assign: {} += {}", self.device, other.device())));
+        }
+        // Write in place only into a dense buffer no other handle shares; else copy first.
+        if !self.is_contiguous()
+            || self.layout.offset() != 0
+            || self.storage.len() != self.numel()
+            || Arc::get_mut(&mut self.storage).is_none()
+        {
             *self = self.contiguous_owned();
         }
         let other = other.contiguous();
-        let Storage::Cpu(cpu) = Arc::make_mut(&mut self.storage);
+        let storage = Arc::get_mut(&mut self.storage).expect("a fresh copy is not shared");
+        let cpu = match storage {
+            Storage::Cpu(cpu) => cpu,
+            Storage::Cuda(dst) => {
+                let dt = crate::cuda::dt_of("add_assign", &other)?;
+                let g = dst.buf.gpu().clone();
+                kernels::cuda::elementwise::add_assign(
+                    &g,
+                    dt,
+                    dst.buf.ptr(0),
+                    crate::cuda::ptr(&other),
+                    other.numel(),
+                )?;
+                return Ok(());
+            }
+        };
         match cpu {
             CpuStorage::F32(dst) => crate::elem::k::add_assign(dst, other.data::<f32>("add_assign")?),
             CpuStorage::F64(dst) => crate::elem::k::add_assign(dst, other.data::<f64>("add_assign")?),
@@ -304,9 +408,10 @@ impl Tensor {
     }
 
     /// A dense copy that owns exactly its elements (offset 0, no spare storage).
+    /// Always a fresh buffer, even when `self` is already dense (add_assign's copy-on-write).
     fn contiguous_owned(&self) -> Tensor {
-        if self.is_contiguous() && self.layout.offset() == 0 && self.storage.len() == self.numel() {
-            return self.clone();
+        if self.device.is_cuda() {
+            return crate::cuda::contiguous(self).expect("device strided copy");
         }
         let l = Layout::new(self.shape().to_vec(), self.layout.strides().to_vec(), self.layout.offset());
         let storage = match self.cpu() {

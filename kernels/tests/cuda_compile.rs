@@ -11,7 +11,10 @@ fn nvrtc_or_skip() -> bool {
         return true;
     }
     if std::env::var("REQUIRE_NVRTC").is_ok_and(|v| v == "1") {
-        panic!("REQUIRE_NVRTC=1 but libnvrtc.so.13 cannot be loaded (LD_LIBRARY_PATH={:?})", std::env::var("LD_LIBRARY_PATH"));
+        panic!(
+            "REQUIRE_NVRTC=1 but libnvrtc.so.13 cannot be loaded (LD_LIBRARY_PATH={:?})",
+            std::env::var("LD_LIBRARY_PATH")
+        );
     }
     eprintln!("skipped: libnvrtc not found (install nvidia-cuda-nvrtc==13.0.* and set LD_LIBRARY_PATH)");
     false
@@ -61,8 +64,11 @@ fn a_compile_error_names_the_file_and_line() {
     if !nvrtc_or_skip() {
         return;
     }
-    static BROKEN: Source =
-        Source { name: "broken_on_purpose", code: "extern \"C\" __global__ void k(float* x) {\n x[0] = y;\n}\n", sm90a: false };
+    static BROKEN: Source = Source {
+        name: "broken_on_purpose",
+        code: "extern \"C\" __global__ void k(float* x) {\n x[0] = y;\n}\n",
+        sm90a: false,
+    };
     let e = compile(&BROKEN, "sm_80").err().expect("an undefined name must not compile");
     assert!(e.0.contains("broken_on_purpose.cu"), "error should name the file: {e}");
     assert!(e.0.contains("(2)"), "error should name line 2: {e}");

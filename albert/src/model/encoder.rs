@@ -4,9 +4,9 @@
 //! Heads use HF's [B, S, N, D] split of the hidden width (head h = columns h*D..(h+1)*D).
 
 use super::params::BlockIds;
-use super::{check_companion, Albert, Mode};
+use super::{check_companion, Albert, Mode, Weights};
 use crate::config::Activation;
-use autograd::{ParamStore, Tape, Var};
+use autograd::Var;
 use engine::{Result, Tensor};
 
 /// The additive attention mask [B, 1, 1, S] (0 to attend, f32::MIN for padding, as transformers
@@ -39,8 +39,7 @@ fn dropout<'t>(x: Var<'t>, p: f64, mode: &mut Mode) -> Result<Var<'t>> {
 
 pub(crate) fn block<'t>(
     m: &Albert,
-    tape: &'t Tape,
-    store: &ParamStore,
+    w: &Weights<'t, '_>,
     ids: &BlockIds,
     x: &Var<'t>,
     mask: Option<&Tensor>,
@@ -49,23 +48,23 @@ pub(crate) fn block<'t>(
     let c = &m.config;
     let (b, s, h) = (x.shape()[0], x.shape()[1], c.hidden_size);
     let (n, d) = (c.num_attention_heads, c.head_dim());
-    let p = |id| tape.param(store, id);
+    let p = |id| w.get(id);
     let a = &ids.attention;
     let heads = |lin: super::params::Linear| -> Result<Var<'t>> {
-        x.linear(&p(lin.weight), Some(&p(lin.bias)))?.reshape(&[b, s, n, d])?.permute(&[0, 2, 1, 3])
+        x.linear(&p(lin.weight)?, Some(&p(lin.bias)?))?.reshape(&[b, s, n, d])?.permute(&[0, 2, 1, 3])
     };
     let (q, k, v) = (heads(a.query)?, heads(a.key)?, heads(a.value)?);
     let mask = match mask {
-        Some(m) if m.dtype() != x.value().dtype() => Some(m.to_dtype(x.value().dtype())),
-        other => other.cloned(),
+        Some(m) => Some(m.to_device(x.value().device())?.to_dtype(x.value().dtype())),
+        None => None,
     };
     let scores = q.matmul(&k, false, true, None)?; // [B, N, S, S]
     let probs = dropout(scores.softmax(mask.as_ref(), 1.0 / (d as f64).sqrt())?, c.attention_probs_dropout_prob, mode)?;
     let ctx = probs.matmul(&v, false, false, None)?.permute(&[0, 2, 1, 3])?.reshape(&[b, s, h])?;
-    let attn = dropout(ctx.linear(&p(a.dense.weight), Some(&p(a.dense.bias)))?, c.hidden_dropout_prob, mode)?;
-    let x = attn.add(x)?.layer_norm(&p(a.norm.weight), &p(a.norm.bias), c.layer_norm_eps)?;
+    let attn = dropout(ctx.linear(&p(a.dense.weight)?, Some(&p(a.dense.bias)?))?, c.hidden_dropout_prob, mode)?;
+    let x = attn.add(x)?.layer_norm(&p(a.norm.weight)?, &p(a.norm.bias)?, c.layer_norm_eps)?;
     let f = &ids.ffn;
-    let inner = activation(c.hidden_act, &x.linear(&p(f.ffn.weight), Some(&p(f.ffn.bias)))?)?;
-    let out = inner.linear(&p(f.ffn_output.weight), Some(&p(f.ffn_output.bias)))?;
-    out.add(&x)?.layer_norm(&p(f.norm.weight), &p(f.norm.bias), c.layer_norm_eps)
+    let inner = activation(c.hidden_act, &x.linear(&p(f.ffn.weight)?, Some(&p(f.ffn.bias)?))?)?;
+    let out = inner.linear(&p(f.ffn_output.weight)?, Some(&p(f.ffn_output.bias)?))?;
+    out.add(&x)?.layer_norm(&p(f.norm.weight)?, &p(f.norm.bias)?, c.layer_norm_eps)
 }

@@ -119,16 +119,17 @@ impl Albert {
     ) -> Result<Var<'t>> {
         let ids = self.head_ids.mlm.as_ref().ok_or_else(|| missing("MLM"))?;
         let (b, s, h) = (sequence.shape()[0], sequence.shape()[1], sequence.shape()[2]);
-        let p = |id| tape.param(store, id);
+        let w = super::Weights::new(tape, store, self.compute_dtype);
+        let p = |id| w.get(id);
         let flat = sequence.reshape(&[b * s, h])?;
         let x = match rows {
             Some(r) => flat.gather_rows(r)?,
             None => flat,
         };
-        let x = x.linear(&p(ids.dense.weight), Some(&p(ids.dense.bias)))?;
+        let x = x.linear(&p(ids.dense.weight)?, Some(&p(ids.dense.bias)?))?;
         let x = super::encoder::activation(self.config.hidden_act, &x)?;
-        let x = x.layer_norm(&p(ids.norm.weight), &p(ids.norm.bias), self.config.layer_norm_eps)?;
-        let logits = x.matmul(&p(self.embeddings.word), false, true, Some(&p(ids.bias)))?;
+        let x = x.layer_norm(&p(ids.norm.weight)?, &p(ids.norm.bias)?, self.config.layer_norm_eps)?;
+        let logits = x.matmul(&p(self.embeddings.word)?, false, true, Some(&p(ids.bias)?))?;
         match rows {
             Some(_) => Ok(logits),
             None => logits.reshape(&[b, s, self.config.vocab_size]),
@@ -173,7 +174,8 @@ impl Albert {
             }
             _ => pooled.clone(),
         };
-        x.linear(&tape.param(store, lin.weight), Some(&tape.param(store, lin.bias)))
+        let w = super::Weights::new(tape, store, self.compute_dtype);
+        x.linear(&w.get(lin.weight)?, Some(&w.get(lin.bias)?))
     }
 
     /// MLM + sentence-order loss. mlm_labels: i64 [B, S], -100 where nothing is predicted (only the

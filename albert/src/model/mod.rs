@@ -15,6 +15,33 @@ use autograd::{ParamId, ParamStore, Tape, Var};
 
 use engine::{DType, Error, Result, Rng, Tensor};
 use params::{BlockIds, EmbeddingIds, Init, Linear};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// The parameters as one forward pass uses them: each looked up on the tape once and, under
+/// bf16 autocast, converted once -- not once per layer, although ALBERT's layers share them.
+pub(crate) struct Weights<'t, 's> {
+    tape: &'t Tape,
+    store: &'s ParamStore,
+    dtype: DType,
+    cache: RefCell<HashMap<ParamId, Var<'t>>>,
+}
+
+impl<'t, 's> Weights<'t, 's> {
+    pub(crate) fn new(tape: &'t Tape, store: &'s ParamStore, dtype: DType) -> Self {
+        Weights { tape, store, dtype, cache: RefCell::new(HashMap::new()) }
+    }
+
+    /// Parameter `id` in the compute dtype.
+    pub(crate) fn get(&self, id: ParamId) -> Result<Var<'t>> {
+        if let Some(v) = self.cache.borrow().get(&id) {
+            return Ok(v.clone());
+        }
+        let v = self.tape.param(self.store, id).to_dtype(self.dtype)?;
+        self.cache.borrow_mut().insert(id, v.clone());
+        Ok(v)
+    }
+}
 
 /// One batch of token ids and their optional companions (all i64, shape [B, S]).
 #[derive(Clone, Debug)]
@@ -50,6 +77,9 @@ pub struct Albert {
     pub(crate) layers: Vec<Vec<BlockIds>>,
     pub(crate) pooler: Option<Linear>,
     pub(crate) head_ids: heads::HeadIds,
+    /// The dtype activations and weights are computed in: f32, or bf16 (autocast on the GPU:
+    /// the store keeps f32 master weights, converted once per forward; reductions stay f32).
+    pub compute_dtype: DType,
 }
 
 impl Albert {
@@ -77,7 +107,7 @@ impl Albert {
             return Err(Error::Invalid("the sentence-order and classification heads need the pooler".into()));
         }
         let head_ids = heads::HeadIds::register(&mut init, config, &heads)?;
-        Ok(Albert { config: config.clone(), heads, embeddings, layers, pooler, head_ids })
+        Ok(Albert { config: config.clone(), heads, embeddings, layers, pooler, head_ids, compute_dtype: DType::F32 })
     }
 
     /// Runs the embeddings, the L layers and the pooler.
@@ -104,16 +134,17 @@ impl Albert {
         let zeros = Tensor::from_i64(vec![0; b * s], &[b, s])?;
         let types = inputs.token_type_ids.clone().unwrap_or(zeros);
         let positions = Tensor::from_i64((0..b * s).map(|i| (i % s) as i64).collect(), &[b, s])?;
-        let p = |id: ParamId| tape.param(store, id);
+        let w = Weights::new(tape, store, self.compute_dtype);
+        let p = |id: ParamId| w.get(id);
         let e = &self.embeddings;
         let emb_params = [
-            &p(e.word),
-            &p(e.position),
-            &p(e.token_type),
-            &p(e.norm.weight),
-            &p(e.norm.bias),
-            &p(e.mapping_in.weight),
-            &p(e.mapping_in.bias),
+            &p(e.word)?,
+            &p(e.position)?,
+            &p(e.token_type)?,
+            &p(e.norm.weight)?,
+            &p(e.norm.bias)?,
+            &p(e.mapping_in.weight)?,
+            &p(e.mapping_in.bias)?,
         ];
         let (dropout, mut scratch_rng) = match mode {
             Mode::Eval => (0.0, Rng::new(0)),
@@ -138,7 +169,7 @@ impl Albert {
                 hidden_states.push(x.clone());
             }
             for block in blocks {
-                x = encoder::block(self, tape, store, block, &x, mask.as_ref(), mode)?;
+                x = encoder::block(self, &w, block, &x, mask.as_ref(), mode)?;
             }
         }
         if keep_hidden_states {
@@ -147,7 +178,7 @@ impl Albert {
         let pooled = match self.pooler {
             Some(lin) => {
                 let first = x.narrow(1, 0, 1)?.reshape(&[b, c.hidden_size])?;
-                Some(first.linear(&p(lin.weight), Some(&p(lin.bias)))?.tanh()?)
+                Some(first.linear(&p(lin.weight)?, Some(&p(lin.bias)?))?.tanh()?)
             }
             None => None,
         };

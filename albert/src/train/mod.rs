@@ -99,6 +99,10 @@ pub struct RunOptions {
     /// Stop (with a checkpoint) after this many steps in this process (tests; time budgets).
     pub stop_after: Option<usize>,
     pub quiet: bool,
+    /// Where parameters, activations and optimizer state live (checkpoints are the same files).
+    pub device: engine::Device,
+    /// bf16 autocast (GPU only): bf16 compute, f32 master weights and optimizer state.
+    pub bf16: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -324,7 +328,7 @@ pub fn pretrain(
     std::fs::create_dir_all(&run.out).map_err(io(run.out.display()))?;
     let mut store = ParamStore::new();
     let heads = Heads { order: settings.objective.head(), ..Heads::pretraining() };
-    let model = Albert::new(config, heads, &mut store, settings.seed).map_err(|e| e.to_string())?;
+    let mut model = Albert::new(config, heads, &mut store, settings.seed).map_err(|e| e.to_string())?;
     let mut opt = make_optimizer(settings);
 
     // resume
@@ -356,6 +360,14 @@ pub fn pretrain(
         }
     }
 
+    // Initialised (or restored) on the host, then moved: the same seed gives the same start on any device.
+    store.to_device(run.device).map_err(|e| e.to_string())?;
+    if run.bf16 {
+        if !run.device.is_cuda() {
+            return Err("bf16 autocast needs a CUDA device".into());
+        }
+        model.compute_dtype = engine::DType::BF16;
+    }
     let vocab: Arc<dyn Vocab> = Arc::new(TokVocab { tok: tok.clone(), special });
     let lcfg = LoaderConfig {
         seq_len: settings.seq_len,

@@ -2,11 +2,13 @@
 //! whose target is not `ignore_index` (HF uses -100).
 
 use super::{float_dispatch, rows_cols};
+use crate::cuda::{dt_of, empty, op_gpu, ptr, zeros};
 use crate::elem::k;
-use crate::{Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
 use num_traits::Zero as _;
 
-/// What the backward needs besides the logits: log-sum-exp per row and the counted rows.
+/// What the backward needs besides the logits: log-sum-exp per row (f32 on the GPU) and the
+/// counted rows.
 #[derive(Clone, Debug)]
 pub struct CrossEntropySaved {
     pub lse: Tensor,
@@ -37,6 +39,28 @@ fn check_targets(logits: &Tensor, targets: &Tensor, ignore_index: i64) -> Result
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor, ignore_index: i64) -> Result<(Tensor, CrossEntropySaved)> {
     let (rows, cols, t) = check_targets(logits, targets, ignore_index)?;
     let x = logits.contiguous();
+    if let Some(g) = op_gpu("cross_entropy", &[&x])? {
+        // The loss is f32 whatever the logits' dtype; its mean divides by the host-side count.
+        let count = t.iter().filter(|&&v| v != ignore_index).count();
+        let dev_t = kernels::cuda::upload_i64(&g, &t)?;
+        let (sum, dev_count) = (zeros(&g, DType::F32, &[])?, zeros(&g, DType::F32, &[])?);
+        let lse = empty(&g, DType::F32, &[rows])?;
+        let dt = dt_of("cross_entropy", &x)?;
+        kernels::cuda::cross_entropy::cross_entropy_fwd(
+            &g,
+            dt,
+            ptr(&sum),
+            ptr(&dev_count),
+            ptr(&lse),
+            ptr(&x),
+            dev_t.ptr(0),
+            rows,
+            cols,
+            ignore_index,
+        )?;
+        let mean = super::scale(&sum, if count == 0 { 0.0 } else { 1.0 / count as f64 })?;
+        return Ok((mean, CrossEntropySaved { lse, count }));
+    }
     float_dispatch!("cross_entropy", x.dtype(), |T| {
         let mut lse = vec![T::zero(); rows];
         let (sum, count) = k::cross_entropy_fwd(&mut lse, x.data::<T>("cross_entropy")?, &t, rows, cols, ignore_index);
@@ -57,6 +81,28 @@ pub fn cross_entropy_bwd(
     let (rows, cols, t) = check_targets(logits, targets, ignore_index)?;
     let x = logits.contiguous();
     let scale = if saved.count == 0 { 0.0 } else { dloss / saved.count as f64 };
+    if let Some(g) = op_gpu("cross_entropy_bwd", &[&x])? {
+        let d = empty(&g, x.dtype(), x.shape())?;
+        let dev_t = kernels::cuda::upload_i64(&g, &t)?;
+        // [gradient of the mean, count] as the kernel reads them from device memory.
+        let (dl, n) = if saved.count == 0 { (0.0f32, 1.0f32) } else { (dloss as f32, saved.count as f32) };
+        let consts = Tensor::from_vec(vec![dl, n], &[2])?.to_device(x.device())?;
+        let dt = dt_of("cross_entropy_bwd", &x)?;
+        kernels::cuda::cross_entropy::cross_entropy_bwd(
+            &g,
+            dt,
+            ptr(&d),
+            ptr(&x),
+            ptr(&saved.lse),
+            dev_t.ptr(0),
+            rows,
+            cols,
+            ignore_index,
+            ptr(&consts),
+            ptr(&consts).add_bytes(4),
+        )?;
+        return Ok(d);
+    }
     float_dispatch!("cross_entropy_bwd", x.dtype(), |T| {
         let op = "cross_entropy_bwd";
         let mut d = vec![T::zero(); rows * cols];

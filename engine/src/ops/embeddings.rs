@@ -10,8 +10,10 @@
 //! parameter gradient in one pass. The unfused composition of engine ops is the test reference.
 
 use super::float_dispatch;
+use super::DropoutMask;
+use crate::cuda::{dt_of, empty, op_gpu, ptr, zeros};
 use crate::elem::k;
-use crate::{Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
 use kernels::cpu::matmul::Gemm;
 use num_traits::Zero as _;
 use std::sync::Arc;
@@ -44,17 +46,13 @@ pub struct EmbeddingSaved {
     ids: Arc<Vec<[usize; 3]>>,
     mean: Tensor,
     rstd: Tensor,
-    keep: Option<Arc<Vec<u8>>>,
-    keep_scale: f64,
+    dropout: Option<DropoutMask>,
     eps: f64,
     padding_idx: Option<usize>,
 }
 
-/// The dropout applied after the LayerNorm: a keep mask over [R, E] and its 1/(1-p) scale.
-pub struct EmbeddingDropout {
-    pub keep: Arc<Vec<u8>>,
-    pub scale: f64,
-}
+/// The dropout applied after the LayerNorm, over [R, E] (a host mask, or a device seed).
+pub type EmbeddingDropout = DropoutMask;
 
 struct Dims {
     rows: usize,
@@ -145,6 +143,15 @@ fn ln_rows<T: crate::Elem>(
     }
 }
 
+/// The host keep mask and scale of an optional dropout (a device mask on host tensors is an error).
+fn host_keep(op: &str, d: &Option<DropoutMask>) -> Result<(Option<Arc<Vec<u8>>>, f64)> {
+    match d {
+        None => Ok((None, 1.0)),
+        Some(DropoutMask::Host { keep, scale }) => Ok((Some(keep.clone()), *scale)),
+        Some(DropoutMask::Device { .. }) => Err(Error::Device(format!("{op}: a device dropout mask for host tensors"))),
+    }
+}
+
 fn apply_keep<T: crate::Elem>(y: &mut [T], keep: &Option<Arc<Vec<u8>>>, scale: f64) {
     if let Some(keep) = keep {
         let x = y.to_vec();
@@ -165,11 +172,11 @@ pub fn albert_embeddings(
     padding_idx: Option<usize>,
 ) -> Result<(Tensor, EmbeddingSaved)> {
     let (d, triples) = check(p, ids, types, positions)?;
-    if let Some(dr) = &dropout {
-        if dr.keep.len() != d.rows * d.e {
+    if let Some(keep) = dropout.as_ref().and_then(|dr| dr.keep()) {
+        if keep.len() != d.rows * d.e {
             return Err(Error::Shape(format!(
                 "albert_embeddings: dropout mask of {} for [{}, {}]",
-                dr.keep.len(),
+                keep.len(),
                 d.rows,
                 d.e
             )));
@@ -179,10 +186,11 @@ pub fn albert_embeddings(
     out_shape.push(d.h);
     let ps =
         [&p.word, &p.position, &p.token_type, &p.ln_gamma, &p.ln_beta, &p.proj_w, &p.proj_b].map(|t| t.contiguous());
-    let (keep, keep_scale) = match dropout {
-        Some(dr) => (Some(dr.keep), dr.scale),
-        None => (None, 1.0),
-    };
+    let refs: Vec<&Tensor> = ps.iter().collect();
+    if let Some(g) = op_gpu("albert_embeddings", &refs)? {
+        return forward_cuda(&g, &ps, triples, d, &out_shape, eps, dropout, padding_idx);
+    }
+    let (keep, keep_scale) = host_keep("albert_embeddings", &dropout)?;
     float_dispatch!("albert_embeddings", p.word.dtype(), |T| {
         let op = "albert_embeddings";
         let s: Vec<&[T]> = ps.iter().map(|t| t.data::<T>(op)).collect::<Result<_>>()?;
@@ -199,8 +207,7 @@ pub fn albert_embeddings(
             ids: Arc::new(triples.clone()),
             mean: Tensor::from_vec(mean, &[d.rows])?,
             rstd: Tensor::from_vec(rstd, &[d.rows])?,
-            keep: keep.clone(),
-            keep_scale,
+            dropout: dropout.clone(),
             eps,
             padding_idx,
         };
@@ -218,6 +225,10 @@ pub fn albert_embeddings_bwd(dout: &Tensor, p: &EmbeddingParams, saved: &Embeddi
     let g = dout.contiguous();
     let ps =
         [&p.word, &p.position, &p.token_type, &p.ln_gamma, &p.ln_beta, &p.proj_w, &p.proj_b].map(|t| t.contiguous());
+    if let Some(gpu) = op_gpu(op, &[&g])? {
+        return backward_cuda(&gpu, &g, &ps, saved);
+    }
+    let (keep, keep_scale) = host_keep(op, &saved.dropout)?;
     float_dispatch!(op, g.dtype(), |T| {
         let s: Vec<&[T]> = ps.iter().map(|t| t.data::<T>(op)).collect::<Result<_>>()?;
         let dy_out = g.data::<T>(op)?;
@@ -226,7 +237,7 @@ pub fn albert_embeddings_bwd(dout: &Tensor, p: &EmbeddingParams, saved: &Embeddi
         let mut y = vec![T::zero(); rows * e];
         let eps_t = <T as kernels::Real>::c(saved.eps);
         ln_rows(&mut y, &mut mean, &mut rstd, true, [s[0], s[1], s[2]], &saved.ids, s[3], s[4], e, eps_t);
-        apply_keep(&mut y, &saved.keep, saved.keep_scale);
+        apply_keep(&mut y, &keep, keep_scale);
         // 2. projection: dW = dout^T y, db = column sums, dy = dout W
         let mut dw = vec![T::zero(); h * e];
         let mut db = vec![T::zero(); h];
@@ -237,9 +248,9 @@ pub fn albert_embeddings_bwd(dout: &Tensor, p: &EmbeddingParams, saved: &Embeddi
             k::gemm(&Gemm::new(rows, e, h, false, false), dy_out, s[5], &mut dy, None);
         }
         // 3. dropout and LayerNorm backward (x recomputed once more, pre-LN)
-        if let Some(keep) = &saved.keep {
+        if let Some(keep) = &keep {
             let d = dy.clone();
-            k::dropout_bwd(&mut dy, &d, keep, <T as kernels::Real>::c(saved.keep_scale));
+            k::dropout_bwd(&mut dy, &d, keep, <T as kernels::Real>::c(keep_scale));
         }
         let mut x = vec![T::zero(); rows * e];
         for (r, t) in saved.ids.iter().enumerate() {
@@ -275,5 +286,142 @@ pub fn albert_embeddings_bwd(dout: &Tensor, p: &EmbeddingParams, saved: &Embeddi
             proj_w: Tensor::from_vec(dw, &[h, e])?,
             proj_b: Tensor::from_vec(db, &[h])?,
         })
+    })
+}
+
+// ------------------------------------------------------------------------------------ CUDA
+// The same op on the GPU: one kernel gathers the three rows, sums them, applies LayerNorm(E)
+// and dropout (mask regenerated from a seed), then the projection is one gemm with the bias
+// fused. The backward recomputes y with the same kernel, runs the projection's two gemms and
+// bias reduction, and one kernel does dropout + LayerNorm backward + the scatter-adds.
+
+/// (dropout p, seed) of an optional device mask.
+fn device_dropout(op: &str, d: &Option<DropoutMask>) -> Result<(f32, u64)> {
+    match d {
+        None => Ok((0.0, 0)),
+        Some(DropoutMask::Device { seed, p }) => Ok((*p as f32, *seed)),
+        Some(DropoutMask::Host { keep, .. }) if keep.iter().all(|&k| k == 1) => Ok((0.0, 0)),
+        Some(DropoutMask::Host { .. }) => Err(Error::Device(format!("{op}: a host dropout mask for device tensors"))),
+    }
+}
+
+/// The three id columns (word, position, type) as i64 device buffers.
+fn upload_triples(g: &Arc<kernels::cuda::Gpu>, triples: &[[usize; 3]]) -> Result<[kernels::cuda::DeviceBuffer; 3]> {
+    let col = |j: usize| -> Result<kernels::cuda::DeviceBuffer> {
+        let v: Vec<i64> = triples.iter().map(|t| t[j] as i64).collect();
+        Ok(kernels::cuda::upload_i64(g, &v)?)
+    };
+    Ok([col(0)?, col(1)?, col(2)?])
+}
+
+/// y = dropout(LN(word + position + type)) [R, E] on the device, with its row statistics.
+fn embed_ln_cuda(
+    g: &Arc<kernels::cuda::Gpu>,
+    ps: &[Tensor; 7],
+    triples: &[[usize; 3]],
+    eps: f64,
+    dropout: (f32, u64),
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (rows, e) = (triples.len(), ps[0].shape()[1]);
+    let dt = dt_of("albert_embeddings", &ps[0])?;
+    let y = empty(g, ps[0].dtype(), &[rows, e])?;
+    let (mean, rstd) = (empty(g, DType::F32, &[rows])?, empty(g, DType::F32, &[rows])?);
+    let [w, q, t] = upload_triples(g, triples)?;
+    kernels::cuda::embeddings::embed_ln_fwd(
+        g,
+        dt,
+        ptr(&y),
+        ptr(&mean),
+        ptr(&rstd),
+        ptr(&ps[0]),
+        ptr(&ps[1]),
+        ptr(&ps[2]),
+        w.ptr(0),
+        q.ptr(0),
+        t.ptr(0),
+        ptr(&ps[3]),
+        ptr(&ps[4]),
+        rows,
+        e,
+        eps as f32,
+        dropout.0,
+        dropout.1,
+    )?;
+    Ok((y, mean, rstd))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_cuda(
+    g: &Arc<kernels::cuda::Gpu>,
+    ps: &[Tensor; 7],
+    triples: Vec<[usize; 3]>,
+    d: Dims,
+    out_shape: &[usize],
+    eps: f64,
+    dropout: Option<DropoutMask>,
+    padding_idx: Option<usize>,
+) -> Result<(Tensor, EmbeddingSaved)> {
+    let (y, mean, rstd) = embed_ln_cuda(g, ps, &triples, eps, device_dropout("albert_embeddings", &dropout)?)?;
+    // out = y W^T + b: [R, E] x [H, E]^T, bias fused in the gemm's epilogue.
+    let out = super::matmul(&y, &ps[5], false, true, Some(&ps[6]))?.reshape(out_shape)?;
+    debug_assert_eq!(out.numel(), d.rows * d.h);
+    let saved = EmbeddingSaved { ids: Arc::new(triples), mean, rstd, dropout, eps, padding_idx };
+    Ok((out, saved))
+}
+
+fn backward_cuda(
+    g: &Arc<kernels::cuda::Gpu>,
+    dout: &Tensor,
+    ps: &[Tensor; 7],
+    saved: &EmbeddingSaved,
+) -> Result<EmbeddingGrads> {
+    let op = "albert_embeddings_bwd";
+    let (rows, e, h) = (saved.ids.len(), ps[0].shape()[1], ps[5].shape()[0]);
+    let dropout = device_dropout(op, &saved.dropout)?;
+    let (y, _, _) = embed_ln_cuda(g, ps, &saved.ids, saved.eps, dropout)?;
+    let dout2 = dout.reshape(&[rows, h])?;
+    // Projection: dW = dout^T y [H, E]; db = column sums of dout; dy = dout W [R, E].
+    let dw = super::matmul(&dout2, &y, true, false, None)?;
+    let db = super::sum(&dout2, 0, false)?;
+    let dy = super::matmul(&dout2, &ps[5], false, false, None)?;
+    // Dropout + LayerNorm backward and the scatter-adds, accumulated in f32.
+    let f32z = |t: &Tensor| zeros(g, DType::F32, t.shape());
+    let (dword, dpos, dtype) = (f32z(&ps[0])?, f32z(&ps[1])?, f32z(&ps[2])?);
+    let (dgamma, dbeta) = (f32z(&ps[3])?, f32z(&ps[4])?);
+    let [w, q, t] = upload_triples(g, &saved.ids)?;
+    let dt = dt_of(op, dout)?;
+    kernels::cuda::embeddings::embed_ln_bwd(
+        g,
+        dt,
+        ptr(&dword),
+        ptr(&dpos),
+        ptr(&dtype),
+        ptr(&dgamma),
+        ptr(&dbeta),
+        ptr(&dy),
+        ptr(&ps[0]),
+        ptr(&ps[1]),
+        ptr(&ps[2]),
+        w.ptr(0),
+        q.ptr(0),
+        t.ptr(0),
+        ptr(&ps[3]),
+        ptr(&saved.mean),
+        ptr(&saved.rstd),
+        rows,
+        e,
+        dropout.0,
+        dropout.1,
+        saved.padding_idx.map_or(-1, |p| p as i64),
+    )?;
+    let to = |t: Tensor| t.to_dtype(ps[0].dtype());
+    Ok(EmbeddingGrads {
+        word: to(dword),
+        position: to(dpos),
+        token_type: to(dtype),
+        ln_gamma: to(dgamma),
+        ln_beta: to(dbeta),
+        proj_w: dw,
+        proj_b: db,
     })
 }

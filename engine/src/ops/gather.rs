@@ -2,8 +2,9 @@
 //! of masked positions for the MLM head. Backward scatter-adds, so repeated ids accumulate.
 
 use super::float_dispatch;
+use crate::cuda::{dt_of, empty, op_gpu, ptr, upload_indices, zeros};
 use crate::elem::k;
-use crate::{Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
 use num_traits::Zero as _;
 
 /// Validates ids against the table's row count; the error names the first bad id and where it is.
@@ -29,6 +30,13 @@ fn gather(op: &str, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     let mut shape = ids.shape().to_vec();
     shape.push(cols);
     let t = table.contiguous();
+    if let Some(g) = op_gpu(op, &[&t])? {
+        let out = empty(&g, t.dtype(), &shape)?;
+        let dev_idx = upload_indices(&g, &idx)?;
+        let dt = dt_of(op, &t)?;
+        kernels::cuda::gather::gather_rows_fwd(&g, dt, ptr(&out), ptr(&t), dev_idx.ptr(0), idx.len(), cols, rows)?;
+        return Ok(out);
+    }
     float_dispatch!(op, t.dtype(), |T| {
         let mut out = vec![T::zero(); idx.len() * cols];
         k::gather_rows_fwd(&mut out, t.data::<T>(op)?, &idx, cols);
@@ -43,6 +51,14 @@ fn gather_bwd(op: &str, dout: &Tensor, ids: &Tensor, table_shape: &[usize]) -> R
         return Err(Error::Shape(format!("{op}: dout {} does not match {} ids x {cols}", dout.dims(), idx.len())));
     }
     let g = dout.contiguous();
+    if let Some(gpu) = op_gpu(op, &[&g])? {
+        // Scatter-add into an f32 table (f32 atomics), then to the gradient's dtype.
+        let dtable = zeros(&gpu, DType::F32, table_shape)?;
+        let dev_idx = upload_indices(&gpu, &idx)?;
+        let dt = dt_of(op, &g)?;
+        kernels::cuda::gather::gather_rows_bwd(&gpu, dt, ptr(&dtable), ptr(&g), dev_idx.ptr(0), idx.len(), cols, rows)?;
+        return Ok(dtable.to_dtype(g.dtype()));
+    }
     float_dispatch!(op, g.dtype(), |T| {
         let mut dtable = vec![T::zero(); rows * cols];
         k::gather_rows_bwd(&mut dtable, g.data::<T>(op)?, &idx, cols);

@@ -1,11 +1,14 @@
 //! LayerNorm over the last axis (biased variance, configurable eps; ALBERT uses 1e-12).
 
 use super::{expect_shape, float_dispatch, rows_cols, same_kind};
+use crate::cuda::{dt_of, empty, op_gpu, ptr};
 use crate::elem::k;
+use crate::DType;
 use crate::{Result, Tensor};
 use num_traits::Zero as _;
 
-/// What the forward keeps for the backward: per-row mean and 1/sqrt(var + eps).
+/// What the forward keeps for the backward: per-row mean and 1/sqrt(var + eps) (f32 on the GPU,
+/// whatever the activations' dtype).
 #[derive(Clone, Debug)]
 pub struct LayerNormSaved {
     pub mean: Tensor,
@@ -19,6 +22,25 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
     expect_shape("layer_norm", "gamma", gamma, &[cols])?;
     expect_shape("layer_norm", "beta", beta, &[cols])?;
     let (x, g, b) = (x.contiguous(), gamma.contiguous(), beta.contiguous());
+    if let Some(gpu) = op_gpu("layer_norm", &[&x, &g, &b])? {
+        let out = empty(&gpu, x.dtype(), x.shape())?;
+        let (mean, rstd) = (empty(&gpu, DType::F32, &[rows])?, empty(&gpu, DType::F32, &[rows])?);
+        let dt = dt_of("layer_norm", &x)?;
+        kernels::cuda::layernorm::layernorm_fwd(
+            &gpu,
+            dt,
+            ptr(&out),
+            ptr(&mean),
+            ptr(&rstd),
+            ptr(&x),
+            ptr(&g),
+            ptr(&b),
+            rows,
+            cols,
+            eps as f32,
+        )?;
+        return Ok((out, LayerNormSaved { mean, rstd }));
+    }
     float_dispatch!("layer_norm", x.dtype(), |T| {
         let (mut out, mut mean, mut rstd) =
             (vec![T::zero(); rows * cols], vec![T::zero(); rows], vec![T::zero(); rows]);
@@ -51,6 +73,26 @@ pub fn layer_norm_bwd(
     expect_shape("layer_norm_bwd", "dout", dout, x.shape())?;
     let (rows, cols) = rows_cols("layer_norm_bwd", x)?;
     let (x, g, dy) = (x.contiguous(), gamma.contiguous(), dout.contiguous());
+    if let Some(gpu) = op_gpu("layer_norm_bwd", &[&x, &g, &dy])? {
+        let dx = empty(&gpu, x.dtype(), x.shape())?;
+        let (dg, db) = (empty(&gpu, g.dtype(), &[cols])?, empty(&gpu, g.dtype(), &[cols])?);
+        let dt = dt_of("layer_norm_bwd", &x)?;
+        kernels::cuda::layernorm::layernorm_bwd(
+            &gpu,
+            dt,
+            ptr(&dx),
+            ptr(&dg),
+            ptr(&db),
+            ptr(&dy),
+            ptr(&x),
+            ptr(&g),
+            ptr(&saved.mean),
+            ptr(&saved.rstd),
+            rows,
+            cols,
+        )?;
+        return Ok((dx, dg, db));
+    }
     float_dispatch!("layer_norm_bwd", x.dtype(), |T| {
         let op = "layer_norm_bwd";
         let mut dx = vec![T::zero(); rows * cols];

@@ -1,6 +1,7 @@
 //! sum and mean over one axis, and `sum_to_shape` (the backward of broadcasting).
 
 use super::float_dispatch;
+use crate::cuda::{dt_of, empty, op_gpu, ptr};
 use crate::elem::k;
 use crate::error::dims;
 use crate::{Error, Result, Tensor};
@@ -26,6 +27,11 @@ pub fn sum(x: &Tensor, axis: isize, keepdim: bool) -> Result<Tensor> {
     let axis = x.layout().axis("sum", axis)?;
     let x = x.contiguous();
     let (outer, len, inner) = split3(x.shape(), axis);
+    if let Some(g) = op_gpu("sum", &[&x])? {
+        let out = empty(&g, x.dtype(), &out_shape(x.shape(), axis, keepdim))?;
+        kernels::cuda::reduce::sum_axis_fwd(&g, dt_of("sum", &x)?, ptr(&out), ptr(&x), outer, len, inner)?;
+        return Ok(out);
+    }
     float_dispatch!("sum", x.dtype(), |T| {
         let mut out = vec![T::zero(); outer * inner];
         k::sum_axis_fwd(&mut out, x.data::<T>("sum")?, outer, len, inner);
@@ -46,6 +52,11 @@ pub fn sum_bwd(dout: &Tensor, in_shape: &[usize], axis: isize) -> Result<Tensor>
         )));
     }
     let g = dout.contiguous();
+    if let Some(gpu) = op_gpu("sum_bwd", &[&g])? {
+        let dinp = empty(&gpu, g.dtype(), in_shape)?;
+        kernels::cuda::reduce::sum_axis_bwd(&gpu, dt_of("sum_bwd", &g)?, ptr(&dinp), ptr(&g), outer, len, inner)?;
+        return Ok(dinp);
+    }
     float_dispatch!("sum_bwd", g.dtype(), |T| {
         let mut dinp = vec![T::zero(); outer * len * inner];
         k::sum_axis_bwd(&mut dinp, g.data::<T>("sum_bwd")?, outer, len, inner);
@@ -92,4 +103,16 @@ pub fn sum_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
 
 fn shape_tail(s: &[usize], from: usize) -> &[usize] {
     &s[from..]
+}
+
+/// sum(x^2) over every element, accumulated in f64 on the host and in f32 on the GPU (one value
+/// comes back). For global-norm gradient clipping.
+pub fn sum_squares(x: &Tensor) -> Result<f64> {
+    let x = x.contiguous();
+    if let Some(g) = op_gpu("sum_squares", &[&x])? {
+        let out = crate::cuda::zeros(&g, crate::DType::F32, &[])?;
+        kernels::cuda::reduce::sum_squares(&g, dt_of("sum_squares", &x)?, ptr(&out), ptr(&x), x.numel())?;
+        return out.item();
+    }
+    Ok(x.f32_values().iter().map(|&v| f64::from(v) * f64::from(v)).sum())
 }

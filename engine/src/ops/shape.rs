@@ -1,6 +1,7 @@
 //! concat along an axis, split into parts (views), and the zero-padding backward of narrow.
 
 use super::{float_dispatch, same_kind};
+use crate::cuda::{empty, op_gpu, ptr};
 use crate::elem::k;
 use crate::error::dims;
 use crate::{Error, Result, Tensor};
@@ -22,6 +23,19 @@ pub fn concat(ts: &[Tensor], axis: isize) -> Result<Tensor> {
     let mut shape = first.shape().to_vec();
     shape[ax] = ts.iter().map(|t| t.shape()[ax]).sum();
     let parts: Vec<Tensor> = ts.iter().map(|t| t.contiguous()).collect();
+    if let Some(g) = op_gpu("concat", &refs)? {
+        // Each part is an [outer, inner_i] block of the [outer, sum inner_i] output.
+        let out = empty(&g, first.dtype(), &shape)?;
+        let (sz, total) = (first.dtype().size_in_bytes(), shape[ax..].iter().product::<usize>());
+        let mut col = 0;
+        for p in &parts {
+            let inner = p.numel() / outer.max(1);
+            let dst = ptr(&out).add_bytes(col * sz);
+            kernels::cuda::copy::copy_2d(&g, sz, dst, total, ptr(p), inner, outer, inner)?;
+            col += inner;
+        }
+        return Ok(out);
+    }
     float_dispatch!("concat", first.dtype(), |T| {
         let slices = parts.iter().map(|p| p.data::<T>("concat")).collect::<Result<Vec<_>>>()?;
         let mut out = vec![T::zero(); shape.iter().product()];
@@ -39,6 +53,20 @@ pub fn concat_bwd(dout: &Tensor, shapes: &[Vec<usize>], axis: isize) -> Result<V
         return Err(Error::Shape(format!("concat_bwd: parts sum to {total} along axis {ax}, dout is {}", dout.dims())));
     }
     let g = dout.contiguous();
+    if let Some(gpu) = op_gpu("concat_bwd", &[&g])? {
+        let (sz, total) = (g.dtype().size_in_bytes(), g.shape()[ax..].iter().product::<usize>());
+        let mut col = 0;
+        let mut parts = Vec::with_capacity(shapes.len());
+        for s in shapes {
+            let part = empty(&gpu, g.dtype(), s)?;
+            let inner = part.numel() / outer.max(1);
+            let src = ptr(&g).add_bytes(col * sz);
+            kernels::cuda::copy::copy_2d(&gpu, sz, ptr(&part), inner, src, total, outer, inner)?;
+            col += inner;
+            parts.push(part);
+        }
+        return Ok(parts);
+    }
     float_dispatch!("concat_bwd", g.dtype(), |T| {
         let mut bufs: Vec<Vec<T>> = shapes.iter().map(|s| vec![T::zero(); s.iter().product()]).collect();
         let mut views: Vec<&mut [T]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
@@ -83,15 +111,15 @@ pub fn narrow_bwd(dout: &Tensor, full_shape: &[usize], axis: isize, start: usize
     let piece = |n: usize| {
         let mut s = full_shape.to_vec();
         s[ax] = n;
-        Tensor::zeros(&s, dout.dtype())
+        Tensor::zeros_on(&s, dout.dtype(), dout.device())
     };
     if start > 0 {
-        parts.push(piece(start));
+        parts.push(piece(start)?);
     }
     parts.push(dout.clone());
     let rest = full_shape[ax] - start - len;
     if rest > 0 {
-        parts.push(piece(rest));
+        parts.push(piece(rest)?);
     }
     concat(&parts, ax as isize)
 }

@@ -1,6 +1,7 @@
 //! Softmax over the last axis fused with a scale and an additive mask (attention probabilities).
 
 use super::{float_dispatch, rows_cols, same_kind};
+use crate::cuda::{dt_of, empty, op_gpu, ptr};
 use crate::elem::k;
 use crate::error::dims;
 use crate::{Error, Result, Tensor};
@@ -29,6 +30,16 @@ pub fn softmax(x: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> 
         None => None,
     };
     let x = x.contiguous();
+    if let Some(g) = op_gpu("softmax", &[&x])? {
+        let out = empty(&g, x.dtype(), x.shape())?;
+        let (m, rpm) = match &mask {
+            Some((m, rpm)) => (Some(ptr(m)), *rpm),
+            None => (None, 1),
+        };
+        let dt = dt_of("softmax", &x)?;
+        kernels::cuda::softmax::softmax_fwd(&g, dt, ptr(&out), ptr(&x), m, rows, cols, rpm, scale as f32)?;
+        return Ok(out);
+    }
     float_dispatch!("softmax", x.dtype(), |T| {
         let mut out = vec![T::zero(); rows * cols];
         let (m, rpm) = match &mask {
@@ -48,6 +59,12 @@ pub fn softmax_bwd(y: &Tensor, dout: &Tensor, scale: f64) -> Result<Tensor> {
     }
     let (rows, cols) = rows_cols("softmax_bwd", y)?;
     let (y, g) = (y.contiguous(), dout.contiguous());
+    if let Some(gpu) = op_gpu("softmax_bwd", &[&y, &g])? {
+        let dx = empty(&gpu, y.dtype(), y.shape())?;
+        let dt = dt_of("softmax_bwd", &y)?;
+        kernels::cuda::softmax::softmax_bwd(&gpu, dt, ptr(&dx), ptr(&y), ptr(&g), rows, cols, scale as f32)?;
+        return Ok(dx);
+    }
     float_dispatch!("softmax_bwd", y.dtype(), |T| {
         let mut dx = vec![T::zero(); rows * cols];
         k::softmax_bwd(

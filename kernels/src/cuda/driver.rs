@@ -300,7 +300,12 @@ impl Gpu {
                 None => {
                     let arch = if src.sm90a { "sm_90a".to_string() } else { self.arch() };
                     if src.sm90a && !self.has_sm90a() {
-                        return Err(CudaError(format!("{}.cu needs sm_90a; {} is {}", src.name, self.name, self.arch())));
+                        return Err(CudaError(format!(
+                            "{}.cu needs sm_90a; {} is {}",
+                            src.name,
+                            self.name,
+                            self.arch()
+                        )));
                     }
                     let cubin = cubin_cached(src, &arch)?;
                     let m = self
@@ -334,6 +339,7 @@ impl Gpu {
                 Arg::U64(v) => b.arg(v),
                 Arg::F32(v) => b.arg(v),
                 Arg::Dims(d) => b.arg(d),
+                Arg::TensorMap(m) => b.arg(m),
             };
         }
         let lc = LaunchConfig { grid_dim: cfg.grid, block_dim: cfg.block, shared_mem_bytes: cfg.shared_bytes };
@@ -345,14 +351,16 @@ impl Gpu {
 
     /// A zero-filled buffer of `bytes` bytes.
     pub fn alloc_zeroed(self: &Arc<Self>, bytes: usize) -> CudaResult<DeviceBuffer> {
-        let slice = self.stream.alloc_zeros::<u8>(bytes.max(1)).map_err(|e| err(&format!("allocating {bytes} B"), e))?;
+        let slice =
+            self.stream.alloc_zeros::<u8>(bytes.max(1)).map_err(|e| err(&format!("allocating {bytes} B"), e))?;
         Ok(DeviceBuffer { slice, bytes, gpu: self.clone() })
     }
 
     /// A buffer of `bytes` bytes whose contents are undefined (every element is written next).
     pub fn alloc_uninit(self: &Arc<Self>, bytes: usize) -> CudaResult<DeviceBuffer> {
         // SAFETY: u8 has no invalid bit patterns; callers overwrite before reading.
-        let slice = unsafe { self.stream.alloc::<u8>(bytes.max(1)) }.map_err(|e| err(&format!("allocating {bytes} B"), e))?;
+        let slice =
+            unsafe { self.stream.alloc::<u8>(bytes.max(1)) }.map_err(|e| err(&format!("allocating {bytes} B"), e))?;
         Ok(DeviceBuffer { slice, bytes, gpu: self.clone() })
     }
 
@@ -378,7 +386,14 @@ impl Gpu {
     }
 
     /// Copies `len` bytes between device buffers (stream-ordered).
-    pub fn copy(&self, dst: &mut DeviceBuffer, dst_off: usize, src: &DeviceBuffer, src_off: usize, len: usize) -> CudaResult<()> {
+    pub fn copy(
+        &self,
+        dst: &mut DeviceBuffer,
+        dst_off: usize,
+        src: &DeviceBuffer,
+        src_off: usize,
+        len: usize,
+    ) -> CudaResult<()> {
         dst.check_range(dst_off, len)?;
         src.check_range(src_off, len)?;
         if len == 0 {
@@ -407,11 +422,15 @@ impl Gpu {
     /// Milliseconds of GPU time taken by the work `f` queues (timed with events on the stream).
     pub fn time_ms(&self, f: impl FnOnce() -> CudaResult<()>) -> CudaResult<f32> {
         use cudarc::driver::sys::CUevent_flags;
-        let start =
-            self.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| err("recording an event", e))?;
+        let start = self
+            .stream
+            .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(|e| err("recording an event", e))?;
         f()?;
-        let end =
-            self.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| err("recording an event", e))?;
+        let end = self
+            .stream
+            .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(|e| err("recording an event", e))?;
         end.synchronize().map_err(|e| err("waiting for an event", e))?;
         start.elapsed_ms(&end).map_err(|e| err("event timing", e))
     }
@@ -502,6 +521,8 @@ pub enum Arg {
     U64(u64),
     F32(f32),
     Dims(Dims6),
+    /// A TMA descriptor, passed by value (`const __grid_constant__` 128-byte parameter).
+    TensorMap(TensorMap),
 }
 
 /// Grid, block and dynamic shared memory of one launch.
@@ -522,4 +543,55 @@ impl Launch {
     pub fn rows(rows: usize, threads: u32) -> Launch {
         Launch { grid: (rows.max(1) as u32, 1, 1), block: (threads, 1, 1), shared_bytes: 0 }
     }
+}
+
+// ------------------------------------------------------------------------------------ TMA
+
+/// A TMA descriptor (CUtensorMap: 128 opaque bytes, 64-byte aligned), built on the host by
+/// [`tensor_map_bf16`] and passed to a kernel by value as a `const __grid_constant__` parameter.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorMap(pub [u64; 16]);
+
+// SAFETY: plain-old-data with the size and alignment of CUtensorMap.
+unsafe impl DeviceRepr for TensorMap {}
+
+/// The tiled TMA map of a bf16 tensor at `base` with `dims` (1 to 5, innermost first),
+/// `strides_bytes[i]` the byte stride of dimension i + 1 (multiples of 16), copied in boxes of
+/// `box_dims` elements into shared memory with the 128-byte swizzle (so box_dims[0] <= 64);
+/// elements outside the tensor read as zero.
+pub fn tensor_map_bf16(base: DevPtr, dims: &[u64], strides_bytes: &[u64], box_dims: &[u32]) -> CudaResult<TensorMap> {
+    use cudarc::driver::sys;
+    let rank = dims.len();
+    if !(1..=5).contains(&rank) || strides_bytes.len() + 1 != rank || box_dims.len() != rank {
+        return Err(CudaError(format!(
+            "tensor map: rank {rank} with {} strides, {} box dims",
+            strides_bytes.len(),
+            box_dims.len()
+        )));
+    }
+    let mut map = sys::CUtensorMap { opaque: [0; 16] };
+    let element_strides = [1u32; 5];
+    // SAFETY: every array holds `rank` (strides: rank - 1) entries; the map is a live out-pointer.
+    unsafe {
+        sys::cuTensorMapEncodeTiled(
+            &mut map,
+            sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+            rank as u32,
+            base.0 as *mut std::ffi::c_void,
+            dims.as_ptr(),
+            strides_bytes.as_ptr(),
+            box_dims.as_ptr(),
+            element_strides.as_ptr(),
+            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    }
+    .result()
+    .map_err(|e| {
+        err(&format!("cuTensorMapEncodeTiled (dims {dims:?}, strides {strides_bytes:?}, box {box_dims:?})"), e)
+    })?;
+    Ok(TensorMap(map.opaque))
 }

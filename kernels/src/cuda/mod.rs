@@ -10,7 +10,19 @@
 //! Nothing here runs, or even loads a library, until a [`driver::gpu`] is asked for, so the
 //! crate builds and its CPU tests pass on machines with no CUDA at all.
 
+pub mod attention;
+pub mod copy;
+pub mod cross_entropy;
 pub mod driver;
+pub mod dropout;
+pub mod elementwise;
+pub mod embeddings;
+pub mod gather;
+pub mod gemm;
+pub mod layernorm;
+pub mod optim;
+pub mod reduce;
+pub mod softmax;
 pub mod sources;
 
 pub use driver::{gpu, Arg, CudaError, CudaResult, DevPtr, DeviceBuffer, Dims6, Gpu, Launch};
@@ -65,7 +77,9 @@ pub fn download_f32(buf: &DeviceBuffer, dt: Dt, offset: usize, n: usize) -> Cuda
     let bytes = buf.gpu().download(buf, offset * dt.size(), n * dt.size())?;
     Ok(match dt {
         Dt::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dt::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32()).collect(),
+        Dt::BF16 => {
+            bytes.chunks_exact(2).map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32()).collect()
+        }
     })
 }
 

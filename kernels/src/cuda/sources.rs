@@ -15,4 +15,18 @@ pub struct Source {
 pub const COMMON: &str = include_str!("../../cuda/common.cuh");
 
 /// The list the compile check walks; add a new file here and to a launcher module.
-pub const SOURCES: &[&Source] = &[];
+pub const SOURCES: &[&Source] = &[
+    &super::copy::SOURCE,
+    &super::gemm::SOURCE,
+    &super::gemm::SOURCE_SM90A,
+    &super::softmax::SOURCE,
+    &super::layernorm::SOURCE,
+    &super::gather::SOURCE,
+    &super::cross_entropy::SOURCE,
+    &super::embeddings::SOURCE,
+    &super::attention::SOURCE,
+    &super::elementwise::SOURCE,
+    &super::reduce::SOURCE,
+    &super::dropout::SOURCE,
+    &super::optim::SOURCE,
+];
