@@ -177,3 +177,18 @@ fn fused_albert_embeddings_all_seven_parameters() {
         });
     }
 }
+
+/// Activation checkpointing: a two-layer function recomputed in backward, with one weight shared
+/// by both layers and an input used again after the checkpoint (fan-out across the boundary).
+#[test]
+fn checkpoint_recomputes_in_backward() {
+    let body: std::sync::Arc<autograd::CheckpointFn> = std::sync::Arc::new(|_, v| {
+        let h = v[0].linear(&v[1], Some(&v[2]))?.tanh()?;
+        h.linear(&v[1], None)?.gelu_tanh()?.mul(&v[0])
+    });
+    let inputs = [rand(1, &[3, 4]), rand(2, &[4, 4]), rand(3, &[4])];
+    check("checkpoint", &inputs, |_, v| {
+        let y = Var::checkpoint(&[&v[0], &v[1], &v[2]], body.clone())?;
+        weighted(&y.add(&v[0])?, 4)
+    });
+}

@@ -4,10 +4,11 @@
 //! Heads use HF's [B, S, N, D] split of the hidden width (head h = columns h*D..(h+1)*D).
 
 use super::params::BlockIds;
-use super::{check_companion, Albert, Mode};
-use crate::config::Activation;
-use autograd::{ParamStore, Tape, Var};
-use engine::{Result, Tensor};
+use super::{check_companion, Mode};
+use crate::config::{Activation, AlbertConfig};
+use autograd::{CheckpointFn, ParamId, ParamStore, Tape, Var};
+use engine::{Result, Rng, Tensor};
+use std::sync::Arc;
 
 /// The additive attention mask [B, 1, 1, S] (0 to attend, f32::MIN for padding, as transformers
 /// builds it), or None when there is no padding.
@@ -37,19 +38,17 @@ fn dropout<'t>(x: Var<'t>, p: f64, mode: &mut Mode) -> Result<Var<'t>> {
     }
 }
 
+/// One block, with its parameters fetched by `p` (from the store, or the inputs of a checkpoint).
 pub(crate) fn block<'t>(
-    m: &Albert,
-    tape: &'t Tape,
-    store: &ParamStore,
+    c: &AlbertConfig,
+    p: &dyn Fn(ParamId) -> Var<'t>,
     ids: &BlockIds,
     x: &Var<'t>,
     mask: Option<&Tensor>,
     mode: &mut Mode,
 ) -> Result<Var<'t>> {
-    let c = &m.config;
     let (b, s, h) = (x.shape()[0], x.shape()[1], c.hidden_size);
     let (n, d) = (c.num_attention_heads, c.head_dim());
-    let p = |id| tape.param(store, id);
     let a = &ids.attention;
     let heads = |lin: super::params::Linear| -> Result<Var<'t>> {
         x.linear(&p(lin.weight), Some(&p(lin.bias)))?.reshape(&[b, s, n, d])?.permute(&[0, 2, 1, 3])
@@ -68,4 +67,54 @@ pub(crate) fn block<'t>(
     let inner = activation(c.hidden_act, &x.linear(&p(f.ffn.weight), Some(&p(f.ffn.bias)))?)?;
     let out = inner.linear(&p(f.ffn_output.weight), Some(&p(f.ffn_output.bias)))?;
     out.add(&x)?.layer_norm(&p(f.norm.weight), &p(f.norm.bias), c.layer_norm_eps)
+}
+
+/// Every parameter a block reads, in a fixed order (the inputs of its checkpoint after x).
+fn block_params(ids: &BlockIds) -> Vec<ParamId> {
+    let (a, f) = (&ids.attention, &ids.ffn);
+    let mut v = Vec::new();
+    for lin in [a.query, a.key, a.value, a.dense, f.ffn, f.ffn_output] {
+        v.extend([lin.weight, lin.bias]);
+    }
+    for norm in [a.norm, f.norm] {
+        v.extend([norm.weight, norm.bias]);
+    }
+    v
+}
+
+/// [`block`] under activation checkpointing: the tape keeps only x and the parameters, and
+/// backward recomputes the block. Dropout draws its masks from a seed taken here, so the
+/// recomputation replays them exactly (the masks differ from a run without recomputation,
+/// which draws from `mode`'s generator directly).
+pub(crate) fn block_recomputed<'t>(
+    c: &AlbertConfig,
+    tape: &'t Tape,
+    store: &ParamStore,
+    ids: &BlockIds,
+    x: &Var<'t>,
+    mask: Option<&Tensor>,
+    mode: &mut Mode,
+) -> Result<Var<'t>> {
+    let order = block_params(ids);
+    let params: Vec<Var<'t>> = order.iter().map(|&id| tape.param(store, id)).collect();
+    let seed = match mode {
+        Mode::Train(rng) => Some(rng.next_u64()),
+        Mode::Eval => None,
+    };
+    let (c, ids, mask) = (c.clone(), *ids, mask.cloned());
+    let f: Arc<CheckpointFn> = Arc::new(move |_tape, vars| {
+        let p = |id: ParamId| {
+            let i = order.iter().position(|&o| o == id).expect("block parameter listed in block_params");
+            vars[1 + i].clone()
+        };
+        let mut rng = seed.map(Rng::new);
+        let mut mode = match &mut rng {
+            Some(r) => Mode::Train(r),
+            None => Mode::Eval,
+        };
+        block(&c, &p, &ids, &vars[0], mask.as_ref(), &mut mode)
+    });
+    let mut inputs = vec![x];
+    inputs.extend(params.iter());
+    Var::checkpoint(&inputs, f)
 }

@@ -50,6 +50,9 @@ pub struct Albert {
     pub(crate) layers: Vec<Vec<BlockIds>>,
     pub(crate) pooler: Option<Linear>,
     pub(crate) head_ids: heads::HeadIds,
+    /// Training keeps only each block's input and recomputes the block inside backward
+    /// (activation checkpointing: less memory for one more forward of the encoder).
+    pub recompute: bool,
 }
 
 impl Albert {
@@ -77,7 +80,7 @@ impl Albert {
             return Err(Error::Invalid("the sentence-order and classification heads need the pooler".into()));
         }
         let head_ids = heads::HeadIds::register(&mut init, config, &heads)?;
-        Ok(Albert { config: config.clone(), heads, embeddings, layers, pooler, head_ids })
+        Ok(Albert { config: config.clone(), heads, embeddings, layers, pooler, head_ids, recompute: false })
     }
 
     /// Runs the embeddings, the L layers and the pooler.
@@ -138,7 +141,11 @@ impl Albert {
                 hidden_states.push(x.clone());
             }
             for block in blocks {
-                x = encoder::block(self, tape, store, block, &x, mask.as_ref(), mode)?;
+                x = if self.recompute && tape.is_recording() {
+                    encoder::block_recomputed(c, tape, store, block, &x, mask.as_ref(), mode)?
+                } else {
+                    encoder::block(c, &|id| tape.param(store, id), block, &x, mask.as_ref(), mode)?
+                };
             }
         }
         if keep_hidden_states {

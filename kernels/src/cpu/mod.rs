@@ -8,6 +8,7 @@ pub mod dropout;
 pub mod gather;
 pub mod layernorm;
 pub mod matmul;
+pub mod peak;
 pub mod reduce;
 pub mod simd;
 pub mod softmax;
