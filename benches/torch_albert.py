@@ -48,6 +48,7 @@ def main():
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--k", type=int, default=1024)
     ap.add_argument("--trans-b", action="store_true")
+    ap.add_argument("--trans-a", action="store_true", help="gemm: A stored [k, m], passed as a transposed view")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--iters", type=int, default=5)
@@ -122,7 +123,7 @@ def peak_rss_mb():
 
 def gemm(a):
     m, n, k = a.m, a.n, a.k
-    x = torch.rand(m, k) * 2 - 1
+    x = (torch.rand(k, m) * 2 - 1).T if a.trans_a else torch.rand(m, k) * 2 - 1
     w = torch.rand(n, k) * 2 - 1 if a.trans_b else torch.rand(k, n) * 2 - 1
     rhs = w.T if a.trans_b else w
     out = torch.empty(m, n)
@@ -137,7 +138,7 @@ def gemm(a):
     times = [step() for _ in range(a.iters)]
     t = statistics.median(times)
     print(json.dumps({"bench": "gemm", "impl": "pytorch", "torch": torch.__version__, "m": m, "n": n, "k": k,
-                      "trans_b": a.trans_b, "threads": a.threads, "median_ms": t * 1e3, "tokens_per_s": m / t,
+                      "trans_a": a.trans_a, "trans_b": a.trans_b, "threads": a.threads, "median_ms": t * 1e3, "tokens_per_s": m / t,
                       "gflops": 2 * m * n * k / t / 1e9, "peak_rss_mb": peak_rss_mb(),
                       "times_ms": [x * 1e3 for x in times]}))
 

@@ -192,3 +192,17 @@ fn checkpoint_recomputes_in_backward() {
         weighted(&y.add(&v[0])?, 4)
     });
 }
+
+/// Fused attention on [B, S, H] with odd sizes, with and without a padding mask ([B, 1, 1, S],
+/// as the model passes it), including a masked key in every sequence but the first position.
+#[test]
+fn fused_attention() {
+    let (b, s, heads, d) = (2, 5, 3, 2);
+    let h = heads * d;
+    let inputs = [rand(1, &[b, s, h]), rand(2, &[b, s, h]), rand(3, &[b, s, h])];
+    let scale = 1.0 / (d as f64).sqrt();
+    check("attention", &inputs, |_, v| weighted(&v[0].attention(&v[1], &v[2], None, heads, scale)?, 4));
+    let mask: Vec<f64> = (0..b * s).map(|i| if i % s == 3 || i == 2 * s - 1 { -1e9 } else { 0.0 }).collect();
+    let mask = Tensor::from_vec(mask, &[b, 1, 1, s]).unwrap();
+    check("attention masked", &inputs, |_, v| weighted(&v[0].attention(&v[1], &v[2], Some(&mask), heads, scale)?, 5));
+}

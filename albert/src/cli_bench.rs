@@ -85,6 +85,9 @@ pub struct BenchArgs {
     /// `gemm`: B stored [n, k] and used transposed, as a Linear layer's weight.
     #[arg(long)]
     pub trans_b: bool,
+    /// `gemm`: A stored [k, m] and used transposed, as in a weight gradient dY^T X.
+    #[arg(long)]
+    pub trans_a: bool,
 }
 
 /// Matmul FLOPs (2 per multiply-add) of one forward, as perf.md counts them:
@@ -171,7 +174,7 @@ impl Workload {
             let mut rng = Rng::new(1);
             let mut fill = |len: usize| (0..len).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect::<Vec<f32>>();
             let (a, b) = (fill(m * k), fill(k * n));
-            return Ok(Workload::Gemm { g: Gemm::new(m, n, k, false, args.trans_b), a, b, c: vec![0.0; m * n] });
+            return Ok(Workload::Gemm { g: Gemm::new(m, n, k, args.trans_a, args.trans_b), a, b, c: vec![0.0; m * n] });
         }
         let (b, s) = (args.batch, args.seq);
         let mut store = ParamStore::new();
@@ -310,8 +313,9 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
 fn describe(args: &BenchArgs, name: &str, threads: usize) -> String {
     match args.what {
         BenchWhat::Gemm => {
-            let t = if args.trans_b { "^T" } else { "" };
-            format!("gemm {}x{} * {}x{}{t}, {threads} threads", args.m, args.k, args.k, args.n)
+            let ta = if args.trans_a { "^T" } else { "" };
+            let tb = if args.trans_b { "^T" } else { "" };
+            format!("gemm {}x{}{ta} * {}x{}{tb}, {threads} threads", args.m, args.k, args.k, args.n)
         }
         w => {
             let mut s = format!("{w:?} {name} b{} x s{}, {threads} threads", args.batch, args.seq).to_lowercase();
@@ -418,6 +422,9 @@ fn run_torch(args: &BenchArgs, script: &Path, threads: usize, c: &AlbertConfig) 
             cmd.args(["--m", &args.m.to_string(), "--n", &args.n.to_string(), "--k", &args.k.to_string()]);
             if args.trans_b {
                 cmd.arg("--trans-b");
+            }
+            if args.trans_a {
+                cmd.arg("--trans-a");
             }
         }
         _ => {

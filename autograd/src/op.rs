@@ -68,6 +68,15 @@ pub(crate) enum Op {
         y: Tensor,
         scale: f64,
     },
+    /// Fused multi-head attention; inputs: q, k, v (the mask is a constant).
+    Attention {
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Option<Tensor>,
+        heads: usize,
+        scale: f64,
+    },
     LayerNorm {
         x: Tensor,
         gamma: Tensor,
@@ -173,6 +182,7 @@ impl Op {
             Op::Tanh { .. } => "tanh",
             Op::Relu { .. } => "relu",
             Op::Softmax { .. } => "softmax",
+            Op::Attention { .. } => "attention",
             Op::LayerNorm { .. } => "layer_norm",
             Op::Embedding { .. } => "embedding",
             Op::GatherRows { .. } => "gather_rows",
@@ -194,7 +204,7 @@ impl Op {
         match self {
             Op::MatMul { b, .. } if b.rank() > 2 => Kind::Attention,
             Op::MatMul { .. } => Kind::Matmul,
-            Op::Softmax { .. } => Kind::Attention,
+            Op::Softmax { .. } | Op::Attention { .. } => Kind::Attention,
             Op::LayerNorm { .. } => Kind::LayerNorm,
             Op::GeluTanh { .. } | Op::GeluErf { .. } => Kind::Gelu,
             Op::Embedding { .. } | Op::AlbertEmbeddings { .. } => Kind::Embedding,
@@ -243,6 +253,10 @@ impl Op {
             Op::Tanh { y } => vec![ops::tanh_bwd(y, g)?],
             Op::Relu { x } => vec![ops::relu_bwd(x, g)?],
             Op::Softmax { y, scale } => vec![ops::softmax_bwd(y, g, *scale)?],
+            Op::Attention { q, k, v, mask, heads, scale } => {
+                let (dq, dk, dv) = ops::attention_bwd(g, q, k, v, mask.as_ref(), *heads, *scale)?;
+                vec![dq, dk, dv]
+            }
             Op::LayerNorm { x, gamma, saved } => {
                 let (dx, dg, db) = ops::layer_norm_bwd(g, x, gamma, saved)?;
                 vec![dx, dg, db]

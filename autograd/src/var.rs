@@ -141,6 +141,29 @@ impl<'t> Var<'t> {
         Ok(self.rec(Op::Softmax { y: self.saved(&y), scale }, &[self], y))
     }
 
+    /// Fused multi-head attention with self as the queries: softmax(scale * Q K^T + mask) V per
+    /// batch entry and head, on [B, S, H] tensors (see `engine::ops::attention`); the mask is a
+    /// constant. Saves only q, k, v: backward recomputes the probabilities.
+    pub fn attention(
+        &self,
+        k: &Var<'t>,
+        v: &Var<'t>,
+        mask: Option<&Tensor>,
+        heads: usize,
+        scale: f64,
+    ) -> Result<Var<'t>> {
+        let y = ops::attention(&self.value, &k.value, &v.value, mask, heads, scale)?;
+        let op = Op::Attention {
+            q: self.saved(&self.value),
+            k: self.saved(&k.value),
+            v: self.saved(&v.value),
+            mask: mask.cloned(),
+            heads,
+            scale,
+        };
+        Ok(self.rec(op, &[self, k, v], y))
+    }
+
     pub fn layer_norm(&self, gamma: &Var<'t>, beta: &Var<'t>, eps: f64) -> Result<Var<'t>> {
         let (y, saved) = ops::layer_norm(&self.value, gamma.value(), beta.value(), eps)?;
         let op = Op::LayerNorm { x: self.saved(&self.value), gamma: gamma.value.clone(), saved };

@@ -50,17 +50,24 @@ pub(crate) fn block<'t>(
     let (b, s, h) = (x.shape()[0], x.shape()[1], c.hidden_size);
     let (n, d) = (c.num_attention_heads, c.head_dim());
     let a = &ids.attention;
-    let heads = |lin: super::params::Linear| -> Result<Var<'t>> {
-        x.linear(&p(lin.weight), Some(&p(lin.bias)))?.reshape(&[b, s, n, d])?.permute(&[0, 2, 1, 3])
-    };
-    let (q, k, v) = (heads(a.query)?, heads(a.key)?, heads(a.value)?);
+    let proj = |lin: super::params::Linear| x.linear(&p(lin.weight), Some(&p(lin.bias)));
+    let (q, k, v) = (proj(a.query)?, proj(a.key)?, proj(a.value)?); // [B, S, H] each
     let mask = match mask {
         Some(m) if m.dtype() != x.value().dtype() => Some(m.to_dtype(x.value().dtype())),
         other => other.cloned(),
     };
-    let scores = q.matmul(&k, false, true, None)?; // [B, N, S, S]
-    let probs = dropout(scores.softmax(mask.as_ref(), 1.0 / (d as f64).sqrt())?, c.attention_probs_dropout_prob, mode)?;
-    let ctx = probs.matmul(&v, false, false, None)?.permute(&[0, 2, 1, 3])?.reshape(&[b, s, h])?;
+    let scale = 1.0 / (d as f64).sqrt();
+    let dropout_on = c.attention_probs_dropout_prob > 0.0 && matches!(mode, Mode::Train(_));
+    let ctx = if dropout_on {
+        // Dropout on the probabilities needs them materialised: the unfused composition.
+        let heads = |t: Var<'t>| t.reshape(&[b, s, n, d])?.permute(&[0, 2, 1, 3]);
+        let (q, k, v) = (heads(q)?, heads(k)?, heads(v)?);
+        let scores = q.matmul(&k, false, true, None)?; // [B, N, S, S]
+        let probs = dropout(scores.softmax(mask.as_ref(), scale)?, c.attention_probs_dropout_prob, mode)?;
+        probs.matmul(&v, false, false, None)?.permute(&[0, 2, 1, 3])?.reshape(&[b, s, h])?
+    } else {
+        q.attention(&k, &v, mask.as_ref(), n, scale)?
+    };
     let attn = dropout(ctx.linear(&p(a.dense.weight), Some(&p(a.dense.bias)))?, c.hidden_dropout_prob, mode)?;
     let x = attn.add(x)?.layer_norm(&p(a.norm.weight), &p(a.norm.bias), c.layer_norm_eps)?;
     let f = &ids.ffn;

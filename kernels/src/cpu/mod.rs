@@ -1,6 +1,7 @@
 //! CPU kernels, one module per op family. See the crate docs for the naming scheme.
 
 pub mod activation;
+pub mod attention;
 pub mod binary;
 pub mod copy;
 pub mod cross_entropy;
