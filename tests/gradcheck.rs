@@ -177,3 +177,32 @@ fn fused_albert_embeddings_all_seven_parameters() {
         });
     }
 }
+
+/// Activation checkpointing: a two-layer function recomputed in backward, with one weight shared
+/// by both layers and an input used again after the checkpoint (fan-out across the boundary).
+#[test]
+fn checkpoint_recomputes_in_backward() {
+    let body: std::sync::Arc<autograd::CheckpointFn> = std::sync::Arc::new(|_, v| {
+        let h = v[0].linear(&v[1], Some(&v[2]))?.tanh()?;
+        h.linear(&v[1], None)?.gelu_tanh()?.mul(&v[0])
+    });
+    let inputs = [rand(1, &[3, 4]), rand(2, &[4, 4]), rand(3, &[4])];
+    check("checkpoint", &inputs, |_, v| {
+        let y = Var::checkpoint(&[&v[0], &v[1], &v[2]], body.clone())?;
+        weighted(&y.add(&v[0])?, 4)
+    });
+}
+
+/// Fused attention on [B, S, H] with odd sizes, with and without a padding mask ([B, 1, 1, S],
+/// as the model passes it), including a masked key in every sequence but the first position.
+#[test]
+fn fused_attention() {
+    let (b, s, heads, d) = (2, 5, 3, 2);
+    let h = heads * d;
+    let inputs = [rand(1, &[b, s, h]), rand(2, &[b, s, h]), rand(3, &[b, s, h])];
+    let scale = 1.0 / (d as f64).sqrt();
+    check("attention", &inputs, |_, v| weighted(&v[0].attention(&v[1], &v[2], None, heads, scale)?, 4));
+    let mask: Vec<f64> = (0..b * s).map(|i| if i % s == 3 || i == 2 * s - 1 { -1e9 } else { 0.0 }).collect();
+    let mask = Tensor::from_vec(mask, &[b, 1, 1, s]).unwrap();
+    check("attention masked", &inputs, |_, v| weighted(&v[0].attention(&v[1], &v[2], Some(&mask), heads, scale)?, 5));
+}

@@ -17,10 +17,12 @@
 mod gradcheck;
 mod op;
 mod params;
+pub mod profile;
 mod tape;
 mod var;
 
 pub use gradcheck::{gradcheck, GradCheck};
+pub use op::CheckpointFn;
 pub use params::{Param, ParamId, ParamStore};
 pub use tape::{Gradients, Tape};
 pub use var::Var;

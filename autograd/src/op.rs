@@ -2,9 +2,13 @@
 //! matched exhaustively: adding an op means one variant here, one arm in `backward`, and one
 //! method on `Var`.
 
-use crate::params::ParamId;
+use crate::params::{ParamId, ParamStore};
+use crate::profile::{self, Kind};
+use crate::tape::Tape;
+use crate::var::Var;
 use engine::ops::{self, CrossEntropySaved, DropoutMask, EmbeddingParams, EmbeddingSaved, LayerNormSaved};
 use engine::{DType, Result, Tensor};
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
@@ -64,6 +68,15 @@ pub(crate) enum Op {
         y: Tensor,
         scale: f64,
     },
+    /// Fused multi-head attention; inputs: q, k, v (the mask is a constant).
+    Attention {
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Option<Tensor>,
+        heads: usize,
+        scale: f64,
+    },
     LayerNorm {
         x: Tensor,
         gamma: Tensor,
@@ -114,6 +127,39 @@ pub(crate) enum Op {
         params: Box<EmbeddingParams>,
         saved: EmbeddingSaved,
     },
+    /// A function recomputed in backward (activation checkpointing): only its inputs are kept.
+    Checkpoint {
+        inputs: Vec<Tensor>,
+        f: Recompute,
+    },
+}
+
+/// The body of a checkpointed function: builds its output from its inputs on the given tape.
+pub type CheckpointFn = dyn for<'t> Fn(&'t Tape, &[Var<'t>]) -> Result<Var<'t>> + Send + Sync;
+
+/// A shared [`CheckpointFn`] (Debug shows only that it is one).
+#[derive(Clone)]
+pub(crate) struct Recompute(pub(crate) Arc<CheckpointFn>);
+
+impl std::fmt::Debug for Recompute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recompute(..)")
+    }
+}
+
+/// Gradients of a checkpointed function's inputs: rebuild it on a fresh tape from the saved
+/// inputs (as leaves), then back-propagate `g` through that tape alone.
+fn checkpoint_bwd(inputs: &[Tensor], f: &CheckpointFn, g: &Tensor) -> Result<Vec<Tensor>> {
+    profile::mark(); // the recomputation's laps start now, not at the last forward op
+    let tape = Tape::new();
+    let leaves: Vec<Var<'_>> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
+    let y = f(&tape, &leaves)?;
+    let grads = tape.backward_seeded(&y, g.clone(), &mut ParamStore::new())?;
+    Ok(leaves
+        .iter()
+        .zip(inputs)
+        .map(|(v, t)| grads.get(v).cloned().unwrap_or_else(|| Tensor::zeros(t.shape(), t.dtype())))
+        .collect())
 }
 
 /// Restores a dropped dim so keepdim=false reductions can be broadcast back.
@@ -140,6 +186,7 @@ impl Op {
             Op::Tanh { .. } => "tanh",
             Op::Relu { .. } => "relu",
             Op::Softmax { .. } => "softmax",
+            Op::Attention { .. } => "attention",
             Op::LayerNorm { .. } => "layer_norm",
             Op::Embedding { .. } => "embedding",
             Op::GatherRows { .. } => "gather_rows",
@@ -152,6 +199,22 @@ impl Op {
             Op::BroadcastTo { .. } => "broadcast_to",
             Op::Cast { .. } => "cast",
             Op::AlbertEmbeddings { .. } => "albert_embeddings",
+            Op::Checkpoint { .. } => "checkpoint",
+        }
+    }
+
+    /// The `--profile` category this node's time is charged to. A product whose rhs is batched
+    /// (not a weight shared by every row) is attention's scores or context.
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Op::MatMul { b, .. } if b.rank() > 2 => Kind::Attention,
+            Op::MatMul { .. } => Kind::Matmul,
+            Op::Softmax { .. } | Op::Attention { .. } => Kind::Attention,
+            Op::LayerNorm { .. } => Kind::LayerNorm,
+            Op::GeluTanh { .. } | Op::GeluErf { .. } => Kind::Gelu,
+            Op::Embedding { .. } | Op::AlbertEmbeddings { .. } => Kind::Embedding,
+            Op::CrossEntropy { .. } => Kind::Loss,
+            _ => Kind::Other,
         }
     }
 
@@ -195,6 +258,10 @@ impl Op {
             Op::Tanh { y } => vec![ops::tanh_bwd(y, g)?],
             Op::Relu { x } => vec![ops::relu_bwd(x, g)?],
             Op::Softmax { y, scale } => vec![ops::softmax_bwd(y, g, *scale)?],
+            Op::Attention { q, k, v, mask, heads, scale } => {
+                let (dq, dk, dv) = ops::attention_bwd(g, q, k, v, mask.as_ref(), *heads, *scale)?;
+                vec![dq, dk, dv]
+            }
             Op::LayerNorm { x, gamma, saved } => {
                 let (dx, dg, db) = ops::layer_norm_bwd(g, x, gamma, saved)?;
                 vec![dx, dg, db]
@@ -221,6 +288,7 @@ impl Op {
                 let d = ops::albert_embeddings_bwd(g, params, saved)?;
                 vec![d.word, d.position, d.token_type, d.ln_gamma, d.ln_beta, d.proj_w, d.proj_b]
             }
+            Op::Checkpoint { inputs, f } => checkpoint_bwd(inputs, &*f.0, g)?,
         })
     }
 }

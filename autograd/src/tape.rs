@@ -2,6 +2,7 @@
 
 use crate::op::Op;
 use crate::params::{ParamId, ParamStore};
+use crate::profile;
 use crate::var::Var;
 use engine::{Error, Result, Tensor};
 use std::cell::RefCell;
@@ -86,6 +87,7 @@ impl Tape {
     }
 
     fn push(&self, op: Op, inputs: Vec<Option<usize>>, shape: &[usize]) -> Option<usize> {
+        profile::lap(op.kind());
         let mut inner = self.inner.borrow_mut();
         if !inner.recording {
             return None;
@@ -97,7 +99,12 @@ impl Tape {
     /// Records `op` producing `value` from `inputs`; records nothing when no input needs a gradient.
     pub(crate) fn record<'t>(&'t self, op: Op, inputs: &[&Var<'t>], value: Tensor) -> Var<'t> {
         let ids: Vec<Option<usize>> = inputs.iter().map(|v| v.id()).collect();
-        let id = if ids.iter().any(Option::is_some) { self.push(op, ids, value.shape()) } else { None };
+        let id = if ids.iter().any(Option::is_some) {
+            self.push(op, ids, value.shape())
+        } else {
+            profile::lap(op.kind());
+            None
+        };
         Var::new(self, id, value)
     }
 
@@ -107,6 +114,20 @@ impl Tape {
         if loss.value().numel() != 1 {
             return Err(Error::Shape(format!("backward: the loss must have one element, got {}", loss.value().dims())));
         }
+        let seed = Tensor::full(1.0f64, loss.value().shape()).to_dtype(loss.value().dtype());
+        self.backward_seeded(loss, seed, store)
+    }
+
+    /// Back-propagates `seed`, the gradient of some scalar with respect to `out` (same shape as
+    /// `out`), exactly as [`Tape::backward`] does from a loss.
+    pub(crate) fn backward_seeded(&self, loss: &Var<'_>, seed: Tensor, store: &mut ParamStore) -> Result<Gradients> {
+        if seed.shape() != loss.value().shape() {
+            return Err(Error::Shape(format!(
+                "backward: seed {} does not match the output {}",
+                seed.dims(),
+                loss.value().dims()
+            )));
+        }
         let Some(root) = loss.id() else {
             return Err(Error::Invalid(
                 "backward: the loss does not depend on any leaf or parameter (or the tape is no_grad)".into(),
@@ -114,7 +135,6 @@ impl Tape {
         };
         let mut nodes = std::mem::take(&mut self.inner.borrow_mut().nodes);
         let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
-        let seed = Tensor::full(1.0f64, loss.value().shape()).to_dtype(loss.value().dtype());
         grads[root] = Some(seed.to_device(loss.value().device())?);
         let mut out = Gradients::default();
         nodes.truncate(root + 1); // ops recorded after the loss cannot influence it
@@ -127,6 +147,7 @@ impl Tape {
                     out.by_node.insert(i, g);
                 }
                 op => {
+                    let t0 = profile::enabled().then(std::time::Instant::now);
                     let dins = op.backward(&g).map_err(|e| context(e, op.name(), i))?;
                     debug_assert_eq!(dins.len(), node.inputs.len(), "{}: gradient count", op.name());
                     for (input, d) in node.inputs.iter().zip(dins) {
@@ -136,6 +157,10 @@ impl Tape {
                             Some(acc) => acc.add_assign(&d)?,
                             slot @ None => *slot = Some(d),
                         }
+                    }
+                    // A checkpoint's inner tape has charged its own ops already.
+                    if let (Some(t0), false) = (t0, matches!(op, Op::Checkpoint { .. })) {
+                        profile::add_backward(op.kind(), t0.elapsed());
                     }
                 }
             }

@@ -1,9 +1,10 @@
 //! `Var`: a value on a tape. Each method runs the engine forward and records the node.
 
-use crate::op::Op;
+use crate::op::{CheckpointFn, Op, Recompute};
 use crate::tape::Tape;
 use engine::ops::{EmbeddingDropout, EmbeddingParams};
 use engine::{ops, Result, Rng, Tensor};
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct Var<'t> {
@@ -140,6 +141,29 @@ impl<'t> Var<'t> {
         Ok(self.rec(Op::Softmax { y: self.saved(&y), scale }, &[self], y))
     }
 
+    /// Fused multi-head attention with self as the queries: softmax(scale * Q K^T + mask) V per
+    /// batch entry and head, on [B, S, H] tensors (see `engine::ops::attention`); the mask is a
+    /// constant. Saves only q, k, v: backward recomputes the probabilities.
+    pub fn attention(
+        &self,
+        k: &Var<'t>,
+        v: &Var<'t>,
+        mask: Option<&Tensor>,
+        heads: usize,
+        scale: f64,
+    ) -> Result<Var<'t>> {
+        let y = ops::attention(&self.value, &k.value, &v.value, mask, heads, scale)?;
+        let op = Op::Attention {
+            q: self.saved(&self.value),
+            k: self.saved(&k.value),
+            v: self.saved(&v.value),
+            mask: mask.cloned(),
+            heads,
+            scale,
+        };
+        Ok(self.rec(op, &[self, k, v], y))
+    }
+
     pub fn layer_norm(&self, gamma: &Var<'t>, beta: &Var<'t>, eps: f64) -> Result<Var<'t>> {
         let (y, saved) = ops::layer_norm(&self.value, gamma.value(), beta.value(), eps)?;
         let op = Op::LayerNorm { x: self.saved(&self.value), gamma: gamma.value.clone(), saved };
@@ -273,5 +297,22 @@ impl<'t> Var<'t> {
         };
         let (y, saved) = ops::albert_embeddings(&p, ids, types, positions, eps, dropout, padding_idx)?;
         Ok(params[0].rec(Op::AlbertEmbeddings { params: Box::new(p), saved }, &params, y))
+    }
+
+    /// Activation checkpointing: `f(inputs)` computed without recording its inside; only the
+    /// inputs are kept, and backward runs `f` again on a fresh tape to get their gradients.
+    /// `f` must be a pure function of its inputs (draw any randomness from a seed it owns, so
+    /// the recomputation sees the same dropout masks). Parameters it uses must be among
+    /// `inputs` (not fetched from the store inside), so their gradients reach the store.
+    pub fn checkpoint(inputs: &[&Var<'t>], f: Arc<CheckpointFn>) -> Result<Var<'t>> {
+        let first = inputs.first().ok_or_else(|| engine::Error::Invalid("checkpoint: no inputs given".into()))?;
+        let values: Vec<Tensor> = inputs.iter().map(|v| v.value.clone()).collect();
+        let y = {
+            let inner = Tape::no_grad();
+            let vars: Vec<Var<'_>> = values.iter().map(|t| inner.constant(t.clone())).collect();
+            f(&inner, &vars)?.value.clone()
+        };
+        let op = Op::Checkpoint { inputs: if first.keeps() { values } else { vec![] }, f: Recompute(f) };
+        Ok(first.rec(op, inputs, y))
     }
 }

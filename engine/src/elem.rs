@@ -58,7 +58,7 @@ pub mod k {
     use super::Elem;
     use crate::DType;
     use kernels::cpu::{activation as act, binary, copy, cross_entropy as ce, dropout, gather, layernorm as ln};
-    use kernels::cpu::{matmul, reduce, softmax};
+    use kernels::cpu::{attention as att, matmul, reduce, softmax};
 
     // The casts are identities: they only run when T::DTYPE says T is f32.
     fn r<T: Elem>(x: &[T]) -> &[f32] {
@@ -72,6 +72,18 @@ pub mod k {
     }
     fn fast<T: Elem>() -> bool {
         T::DTYPE == DType::F32
+    }
+
+    /// A new dense C = op(A) op(B) (+ bias); f32 skips zeroing C first (see `matmul::gemm_new`).
+    pub fn gemm_new<T: Elem>(g: &matmul::Gemm, a: &[T], b: &[T], bias: Option<&[T]>) -> Vec<T> {
+        if fast::<T>() {
+            let c = matmul::gemm_new(g, r(a), r(b), bias.map(r));
+            bytemuck::allocation::cast_vec::<f32, T>(c)
+        } else {
+            let mut c = vec![T::zero(); g.batch * g.m * g.n];
+            matmul::gemm_scalar(g, a, b, &mut c, bias);
+            c
+        }
     }
 
     pub fn gemm<T: Elem>(g: &matmul::Gemm, a: &[T], b: &[T], c: &mut [T], bias: Option<&[T]>) {
@@ -201,6 +213,41 @@ pub mod k {
             softmax::softmax_fwd(w(out), r(x), mask.map(r), rows, cols, rpm, s(k))
         } else {
             softmax::softmax_fwd_scalar(out, x, mask, rows, cols, rpm, k)
+        }
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_fwd<T: Elem>(
+        a: &att::Attn,
+        q: &[T],
+        k: &[T],
+        v: &[T],
+        mask: Option<&[T]>,
+        scale: T,
+        out: &mut [T],
+    ) {
+        if fast::<T>() {
+            att::attention_fwd(a, r(q), r(k), r(v), mask.map(r), s(scale), w(out))
+        } else {
+            att::attention_fwd_scalar(a, q, k, v, mask, scale, out)
+        }
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_bwd<T: Elem>(
+        a: &att::Attn,
+        q: &[T],
+        k: &[T],
+        v: &[T],
+        mask: Option<&[T]>,
+        scale: T,
+        dout: &[T],
+        dq: &mut [T],
+        dk: &mut [T],
+        dv: &mut [T],
+    ) {
+        if fast::<T>() {
+            att::attention_bwd(a, r(q), r(k), r(v), mask.map(r), s(scale), r(dout), w(dq), w(dk), w(dv))
+        } else {
+            att::attention_bwd_scalar(a, q, k, v, mask, scale, dout, dq, dk, dv)
         }
     }
     pub fn softmax_bwd<T: Elem>(dinp: &mut [T], y: &[T], dout: &[T], rows: usize, cols: usize, k: T) {

@@ -14,7 +14,7 @@ mod common;
 // result by ~1/T of its scale, >= 1e-3 here).
 
 use common::{assert_close, rand_vec, Guarded};
-use kernels::cpu::matmul::{gemm, gemm_isa, gemm_scalar, Gemm};
+use kernels::cpu::matmul::{gemm, gemm_isa, gemm_new, gemm_scalar, Gemm};
 use kernels::cpu::Isa;
 use proptest::prelude::*;
 
@@ -138,6 +138,46 @@ proptest! {
     fn gemm_matches_f64_reference(c in case()) {
         check(&c);
     }
+}
+
+/// `gemm_new` (a fresh C, never zeroed first on the fast path) against the f64 reference: every
+/// element must be written, so a skipped tile would show up as garbage or a wrong value.
+#[allow(clippy::too_many_arguments)]
+fn check_new(batch: usize, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool, bias: bool, seed: u64) {
+    let g = Gemm::batched(batch, m, n, k, trans_a, trans_b);
+    let (la, lb, lc) = g.min_lens();
+    let a = rand_vec(seed, la, -1.0, 1.0);
+    let b = rand_vec(seed ^ 0x5bd1, lb, -1.0, 1.0);
+    let bias = bias.then(|| rand_vec(seed ^ 0xb1a5, n, -1.0, 1.0));
+    let got = gemm_new(&g, &a, &b, bias.as_deref());
+    assert_eq!(got.len(), lc);
+    let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+    let mut want = vec![0.0; lc];
+    gemm_scalar::<f64>(&g, &wide(&a), &wide(&b), &mut want, bias.as_deref().map(wide).as_deref());
+    let want: Vec<f32> = want.iter().map(|&x| x as f32).collect();
+    let label = format!("gemm_new b{batch} {m}x{n}x{k} ta={trans_a} tb={trans_b}");
+    assert_close(&label, &got, &want, 2e-6 * (k + 2) as f32, 1e-5);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn gemm_new_matches_f64_reference(
+        batch in 1usize..=3, m in dim(), n in dim(), k in dim(),
+        ta in any::<bool>(), tb in any::<bool>(), bias in any::<bool>(), seed in any::<u64>(),
+    ) {
+        check_new(batch, m, n, k, ta, tb, bias, seed);
+    }
+}
+
+/// Products big enough to be split over the threads (rows, columns, batch), with odd edges.
+#[test]
+fn gemm_new_on_split_products() {
+    check_new(1, 1031, 130, 77, false, true, true, 1);
+    check_new(1, 13, 2051, 300, true, false, false, 2);
+    check_new(6, 129, 131, 65, false, true, false, 3);
+    check_new(1, 4, 5, 0, false, false, true, 4);
 }
 
 fn dense(batch: usize, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Case {

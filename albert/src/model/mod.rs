@@ -80,6 +80,9 @@ pub struct Albert {
     /// The dtype activations and weights are computed in: f32, or bf16 (autocast on the GPU:
     /// the store keeps f32 master weights, converted once per forward; reductions stay f32).
     pub compute_dtype: DType,
+    /// Training keeps only each block's input and recomputes the block inside backward
+    /// (activation checkpointing: less memory for one more forward of the encoder).
+    pub recompute: bool,
 }
 
 impl Albert {
@@ -107,7 +110,16 @@ impl Albert {
             return Err(Error::Invalid("the sentence-order and classification heads need the pooler".into()));
         }
         let head_ids = heads::HeadIds::register(&mut init, config, &heads)?;
-        Ok(Albert { config: config.clone(), heads, embeddings, layers, pooler, head_ids, compute_dtype: DType::F32 })
+        Ok(Albert {
+            config: config.clone(),
+            heads,
+            embeddings,
+            layers,
+            pooler,
+            head_ids,
+            compute_dtype: DType::F32,
+            recompute: false,
+        })
     }
 
     /// Runs the embeddings, the L layers and the pooler.
@@ -162,14 +174,18 @@ impl Albert {
             pad,
             &mut scratch_rng,
         )?;
-        let mask = encoder::additive_mask(inputs.attention_mask.as_ref(), b, s)?;
+        let mask = encoder::additive_mask(inputs.attention_mask.as_ref(), b, s, self.compute_dtype)?;
         let mut hidden_states = Vec::new();
         for blocks in &self.layers {
             if keep_hidden_states {
                 hidden_states.push(x.clone());
             }
             for block in blocks {
-                x = encoder::block(self, &w, block, &x, mask.as_ref(), mode)?;
+                x = if self.recompute && tape.is_recording() {
+                    encoder::block_recomputed(c, &w, block, &x, mask.as_ref(), mode)?
+                } else {
+                    encoder::block(c, &|id| w.get(id), block, &x, mask.as_ref(), mode)?
+                };
             }
         }
         if keep_hidden_states {

@@ -9,7 +9,6 @@ use super::{float_dispatch, reduce::sum_to_shape, same_kind};
 use crate::elem::k;
 use crate::{broadcast_shapes, Error, Result, Tensor};
 use kernels::cpu::matmul::Gemm;
-use num_traits::Zero as _;
 
 /// How one operand is read by the gemm.
 struct Operand {
@@ -142,14 +141,11 @@ pub fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool, bias: Option
     float_dispatch!("matmul", a.dtype(), |T| {
         let (sa, oa_off) = oa.t.storage_slice::<T>("matmul")?;
         let (sb, ob_off) = ob.t.storage_slice::<T>("matmul")?;
-        let mut out = vec![T::zero(); nbatch * m * n];
         let bias = match &bias {
             Some(t) => Some(t.data::<T>("matmul bias")?),
             None => None,
         };
-        if !out.is_empty() {
-            k::gemm(&g, &sa[oa_off..], &sb[ob_off..], &mut out, bias);
-        }
+        let out = if nbatch * m * n == 0 { Vec::new() } else { k::gemm_new(&g, &sa[oa_off..], &sb[ob_off..], bias) };
         Tensor::from_vec(out, &out_shape)
     })
 }

@@ -4,6 +4,7 @@
 //! Backward functions return fresh gradient tensors; accumulation is the autograd tape's job.
 
 pub mod activation;
+pub mod attention;
 pub mod binary;
 pub mod cross_entropy;
 pub mod dropout;
@@ -16,6 +17,7 @@ pub mod shape;
 pub mod softmax;
 
 pub use activation::*;
+pub use attention::*;
 pub use binary::*;
 pub use cross_entropy::*;
 pub use dropout::*;

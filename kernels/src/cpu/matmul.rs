@@ -191,7 +191,68 @@ pub fn gemm_avx2(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32], bias: Option<&[f
         // Nothing to multiply: C = (C or 0) + bias, exactly as the reference writes it.
         return gemm_scalar(g, a, b, c, bias);
     }
-    avx2::run(g, a, b, c, bias);
+    avx2::run(g, a, b, avx2::Out::new(c), bias);
+}
+
+/// C = op(A) op(B) (+ bias) into a new dense C of `batch * m * n` floats (ldc = n, batches back
+/// to back), without first zeroing it: the AVX2 path writes every element (its first k block
+/// stores, never loads), so the engine's outputs skip a serial memset of their whole size
+/// (measured: ~4 % of a tiny-model training step). Panics if `g` accumulates or C is not dense.
+pub fn gemm_new(g: &Gemm, a: &[f32], b: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    assert!(!g.accumulate, "gemm_new: a new C cannot be accumulated into");
+    assert!(g.ldc == g.n && (g.batch <= 1 || g.stride_c == g.m * g.n), "gemm_new: C must be dense, got {g:?}");
+    let len = g.batch * g.m * g.n;
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::isa() == Isa::Avx2Fma && len > 0 && g.k > 0 {
+        let (ra, rb, _) = g.min_lens();
+        assert!(a.len() >= ra && b.len() >= rb, "gemm {g:?}: slices a={} b={}, need {ra} {rb}", a.len(), b.len());
+        g.check(a.len(), b.len(), len, bias.map(|x| x.len()));
+        let mut c: Vec<f32> = Vec::with_capacity(len);
+        avx2::run(g, a, b, avx2::Out { ptr: c.as_mut_ptr(), len }, bias);
+        // SAFETY: with accumulate off, every tile of every batch entry is stored by its first
+        // k block before anything reads it, and a dense C has no element outside the tiles.
+        unsafe { c.set_len(len) };
+        return c;
+    }
+    let mut c = vec![0.0; len];
+    gemm(g, a, b, &mut c, bias);
+    c
+}
+
+/// [`gemm_new`] on the calling thread only, for callers that already run one product per
+/// thread (fused attention runs one head per rayon task).
+pub fn gemm_new_one_thread(g: &Gemm, a: &[f32], b: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    assert!(!g.accumulate, "gemm_new: a new C cannot be accumulated into");
+    assert!(g.ldc == g.n && (g.batch <= 1 || g.stride_c == g.m * g.n), "gemm_new: C must be dense, got {g:?}");
+    let len = g.batch * g.m * g.n;
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::isa() == Isa::Avx2Fma && len > 0 && g.k > 0 {
+        g.check(a.len(), b.len(), len, bias.map(|x| x.len()));
+        let mut c: Vec<f32> = Vec::with_capacity(len);
+        avx2::run_capped(g, a, b, avx2::Out { ptr: c.as_mut_ptr(), len }, bias, 1);
+        // SAFETY: as in gemm_new: every element is stored before it is read.
+        unsafe { c.set_len(len) };
+        return c;
+    }
+    let mut c = vec![0.0; len];
+    match crate::cpu::isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma if g.k > 0 && len > 0 => avx2::run_capped(g, a, b, avx2::Out::new(&mut c), bias, 1),
+        _ => gemm_scalar(g, a, b, &mut c, bias),
+    }
+    c
+}
+
+/// [`gemm`] on the calling thread only (the caller already runs one product per thread).
+pub fn gemm_one_thread(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32], bias: Option<&[f32]>) {
+    match crate::cpu::isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma if g.batch > 0 && g.m > 0 && g.n > 0 && g.k > 0 => {
+            g.check(a.len(), b.len(), c.len(), bias.map(|x| x.len()));
+            avx2::run_capped(g, a, b, avx2::Out::new(c), bias, 1)
+        }
+        _ => gemm_scalar(g, a, b, c, bias),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -234,8 +295,13 @@ mod avx2 {
         r
     }
 
-    pub(super) fn run(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32], bias: Option<&[f32]>) {
-        let threads = rayon::current_num_threads();
+    /// `c` spans at least `g.min_lens().2` floats (checked by the callers).
+    pub(super) fn run(g: &Gemm, a: &[f32], b: &[f32], c: Out, bias: Option<&[f32]>) {
+        run_capped(g, a, b, c, bias, rayon::current_num_threads())
+    }
+
+    /// [`run`] on at most `threads` threads (1: the calling thread only).
+    pub(super) fn run_capped(g: &Gemm, a: &[f32], b: &[f32], c: Out, bias: Option<&[f32]>, threads: usize) {
         let macs = g.m * g.n * g.k;
         let c_span = (g.m - 1) * g.ldc + g.n;
         // C blocks of different batch entries must not overlap to run them concurrently; a
@@ -245,17 +311,15 @@ mod avx2 {
             && g.batch > 1
             && disjoint
             && (g.batch.is_multiple_of(threads) || g.batch >= 8 * threads || macs < PAR_MIN_MACS);
+        let entry = |bi: usize| c.sub(bi * g.stride_c, c_span);
         if split_batch {
-            let end = (g.batch - 1) * g.stride_c + c_span;
-            c[..end]
-                .par_chunks_mut(g.stride_c)
-                .enumerate()
-                .for_each(|(bi, cb)| one(g, &a[bi * g.stride_a..], &b[bi * g.stride_b..], cb, bias, 1));
+            (0..g.batch)
+                .into_par_iter()
+                .for_each(|bi| one(g, &a[bi * g.stride_a..], &b[bi * g.stride_b..], entry(bi), bias, 1));
         } else {
             let inner = if macs >= PAR_MIN_MACS { threads } else { 1 };
             for bi in 0..g.batch {
-                let cb = &mut c[bi * g.stride_c..];
-                one(g, &a[bi * g.stride_a..], &b[bi * g.stride_b..], cb, bias, inner);
+                one(g, &a[bi * g.stride_a..], &b[bi * g.stride_b..], entry(bi), bias, inner);
             }
         }
     }
@@ -263,24 +327,38 @@ mod avx2 {
     /// The C of one product as a raw pointer, so that threads can write disjoint tiles of it
     /// (column ranges of the same rows cannot be separate `&mut` slices). Every tile store is
     /// checked against `len` first.
+    /// It may point at memory not yet initialised: stores go through the raw pointer, and a
+    /// tile is loaded only after this product's first k block has stored it.
     #[derive(Clone, Copy)]
-    struct Out {
-        ptr: *mut f32,
-        len: usize,
+    pub(super) struct Out {
+        pub(super) ptr: *mut f32,
+        pub(super) len: usize,
     }
-    // SAFETY: `one` hands each thread a disjoint range of rows or columns of C.
+    // SAFETY: `run` hands each thread a disjoint batch entry, and `one` a disjoint range of rows
+    // or columns of C.
     unsafe impl Send for Out {}
     unsafe impl Sync for Out {}
+
+    impl Out {
+        pub(super) fn new(c: &mut [f32]) -> Out {
+            Out { ptr: c.as_mut_ptr(), len: c.len() }
+        }
+
+        /// `len` floats from `start`; panics if they do not lie in this range.
+        fn sub(self, start: usize, len: usize) -> Out {
+            assert!(start + len <= self.len, "gemm: C sub-range {start}+{len} outside {}", self.len);
+            // SAFETY: in bounds (asserted).
+            Out { ptr: unsafe { self.ptr.add(start) }, len }
+        }
+    }
 
     /// One product; a, b, c start at this batch entry. With `threads` > 1 the output is cut into
     /// that many equal ranges of row panels (or of column panels when C is wider than tall),
     /// and each thread runs the whole blocked algorithm on its range with its own packing: one
-    /// fork-join per product, no synchronisation inside. The price is packing the shared
-    /// operand once per thread: B for a row split, A for a column split; the split goes along
+    /// fork-join per product, no synchronisation inside. The price is packing B once per thread
+    /// for a row split (a column split shares A, which is read in place); the split goes along
     /// the longer side, so that duplicate is the smaller operand.
-    fn one(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32], bias: Option<&[f32]>, threads: usize) {
-        let c = &mut c[..(g.m - 1) * g.ldc + g.n];
-        let out = Out { ptr: c.as_mut_ptr(), len: c.len() };
+    fn one(g: &Gemm, a: &[f32], b: &[f32], out: Out, bias: Option<&[f32]>, threads: usize) {
         let (mp, np) = (g.m.div_ceil(MR), g.n.div_ceil(NR));
         let by_rows = mp >= np;
         let parts = threads.clamp(1, if by_rows { mp } else { np });
@@ -343,33 +421,60 @@ mod avx2 {
     }
 
     /// C[rows, jc .. jc + nc] += op(A)[rows, pc .. pc + kc] times the packed B slab `slab`.
+    ///
+    /// Full 6-row panels of A are not packed: the microkernel broadcasts A's elements one at a
+    /// time, so it can read them straight from the source through two strides (row and depth)
+    /// as cheaply as from a packed panel, and the panel (6 x kc) stays in L1 while every B
+    /// panel of the slab passes. Packing A cost 10-15 % of the time on the skinny products of
+    /// small models (n = 128: each packed element was used only n / 16 = 8 times). Only a
+    /// last panel of fewer than 6 rows is packed (zero-padded), so no read leaves A.
     fn block(g: &Gemm, a: &[f32], slab: &[f32], out: Out, rows: Range<usize>, t: Tile, bias: Option<&[f32]>) {
         let kc = t.kc;
-        with_buf(&PACK_A, rows.len().div_ceil(MR) * MR * kc, |apack| {
-            for (ip, dst) in apack.chunks_mut(MR * kc).enumerate() {
-                let r0 = rows.start + ip * MR;
-                pack_a(g, a, dst, r0, MR.min(rows.end - r0), t.pc, kc);
+        // Strides of op(A)[i, p] in the source: (row, depth).
+        let (rs, ps) = if g.trans_a { (1, g.lda) } else { (g.lda, 1) };
+        let full = rows.len() / MR * MR;
+        let tail = rows.len() - full;
+        with_buf(&PACK_A, if tail > 0 { MR * kc } else { 0 }, |apack| {
+            if tail > 0 {
+                pack_a(g, a, apack, rows.start + full, tail, t.pc, kc);
             }
             for (jp, bp) in slab.chunks(NR * kc).enumerate() {
                 let j0 = t.jc + jp * NR;
                 let nr = NR.min(t.jc + t.nc - j0);
                 let bias = bias.map(|x| &x[j0..j0 + nr]);
-                for (ip, ap) in apack.chunks(MR * kc).enumerate() {
-                    let r0 = rows.start + ip * MR;
+                for r0 in rows.clone().step_by(MR) {
                     let mr = MR.min(rows.end - r0);
                     let off = r0 * g.ldc + j0;
                     // The tile's last element; every store below stays inside C.
                     assert!(off + (mr - 1) * g.ldc + nr <= out.len);
-                    // SAFETY: AVX2+FMA were detected by gemm_avx2; ap/bp hold kc*MR / kc*NR
-                    // floats; the C tile (mr x nr, row stride ldc) lies in C (assert above) and
-                    // belongs to this thread only (see `one`).
+                    let (ap, ars, aps) = if mr == MR {
+                        let first = g.a_at(r0, t.pc);
+                        // The farthest element the microkernel reads from A.
+                        assert!(first + (MR - 1) * rs + (kc - 1) * ps < a.len());
+                        (a[first..].as_ptr(), rs, ps)
+                    } else {
+                        (apack.as_ptr(), 1, MR)
+                    };
+                    // SAFETY: AVX2+FMA were detected by gemm_avx2; the A panel (MR rows at
+                    // stride ars, kc steps at stride aps) lies in `a` or `apack` (assert above,
+                    // or packed MR x kc); bp holds kc*NR floats; the C tile (mr x nr, row
+                    // stride ldc) lies in C (assert above) and belongs to this thread only.
                     unsafe {
                         let ct = out.ptr.add(off);
-                        kernel(kc, ap.as_ptr(), bp.as_ptr(), ct, g.ldc, mr, nr, t.beta, bias);
+                        let pa = PanelA { ptr: ap, rs: ars, ps: aps };
+                        kernel(kc, pa, bp.as_ptr(), ct, g.ldc, mr, nr, t.beta, bias);
                     }
                 }
             }
         })
+    }
+
+    /// An A panel as the microkernel reads it: row i at depth p is `ptr + i * rs + p * ps`.
+    #[derive(Clone, Copy)]
+    struct PanelA {
+        ptr: *const f32,
+        rs: usize,
+        ps: usize,
     }
 
     /// Where lane l (row of an A panel, column of a B panel) at depth p lives in the source:
@@ -497,15 +602,15 @@ mod avx2 {
         ]
     }
 
-    /// The 6x16 microkernel: acc = A panel (kc x 6) times B panel (kc x 16) in 12 ymm
-    /// registers, then C tile = (beta ? C : 0) + (acc + bias), storing only mr x nr.
-    /// `pa`, `pb` hold kc*MR and kc*NR floats; `c` points at an mr x nr tile with row stride ldc;
-    /// `bias` (if any) holds nr floats.
+    /// The 6x16 microkernel: acc = A panel (6 x kc, read through `pa`'s strides) times B panel
+    /// (kc x 16, packed) in 12 ymm registers, then C tile = (beta ? C : 0) + (acc + bias),
+    /// storing only mr x nr. `pb` holds kc*NR floats; `c` points at an mr x nr tile with row
+    /// stride ldc; `bias` (if any) holds nr floats.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn kernel(
         kc: usize,
-        pa: *const f32,
+        pa: PanelA,
         pb: *const f32,
         c: *mut f32,
         ldc: usize,
@@ -515,11 +620,13 @@ mod avx2 {
         bias: Option<&[f32]>,
     ) {
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        let rows: [*const f32; MR] = std::array::from_fn(|i| pa.ptr.add(i * pa.rs));
         for p in 0..kc {
             let b0 = _mm256_loadu_ps(pb.add(p * NR));
             let b1 = _mm256_loadu_ps(pb.add(p * NR + 8));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm256_set1_ps(*pa.add(p * MR + i));
+            let at = p * pa.ps;
+            for (row, r) in acc.iter_mut().zip(rows) {
+                let ai = _mm256_set1_ps(*r.add(at));
                 row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
                 row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
             }

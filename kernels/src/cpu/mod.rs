@@ -1,6 +1,7 @@
 //! CPU kernels, one module per op family. See the crate docs for the naming scheme.
 
 pub mod activation;
+pub mod attention;
 pub mod binary;
 pub mod copy;
 pub mod cross_entropy;
@@ -8,6 +9,7 @@ pub mod dropout;
 pub mod gather;
 pub mod layernorm;
 pub mod matmul;
+pub mod peak;
 pub mod reduce;
 pub mod simd;
 pub mod softmax;
