@@ -289,3 +289,40 @@ fn fused_albert_embeddings() {
         close(&format!("albert_embeddings_bwd {name}"), a, b, 1e-4);
     }
 }
+
+#[test]
+fn fused_attention_matches_the_cpu() {
+    let Some(d) = gpu() else { return };
+    for (b, s, heads, hd) in [(2usize, 17usize, 3usize, 64usize), (1, 100, 2, 32), (2, 33, 1, 128)] {
+        let h = heads * hd;
+        let (q, k, v) = (rand(1, &[b, s, h]), rand(2, &[b, s, h]), rand(3, &[b, s, h]));
+        let mut m = vec![0.0f32; b * s];
+        m[s - 3..s].iter_mut().for_each(|x| *x = f32::MIN); // padding at the end of batch row 0
+        let mask = Tensor::from_vec(m, &[b, 1, 1, s]).unwrap();
+        let scale = 1.0 / (hd as f64).sqrt();
+        let cpu = ops::attention(&q, &k, &v, Some(&mask), heads, scale).unwrap();
+        let (qg, kg, vg, mg) = (to(&q, d), to(&k, d), to(&v, d), to(&mask, d));
+        let gpu = ops::attention(&qg, &kg, &vg, Some(&mg), heads, scale).unwrap();
+        close(&format!("attention b{b} s{s} n{heads} d{hd}"), &gpu, &cpu, 1e-4);
+        let dout = rand(4, &[b, s, h]);
+        let (dq, dk, dv) = ops::attention_bwd(&dout, &q, &k, &v, Some(&mask), heads, scale).unwrap();
+        let (gq, gk, gv) = ops::attention_bwd(&to(&dout, d), &qg, &kg, &vg, Some(&mg), heads, scale).unwrap();
+        close("attention dq", &gq, &dq, 1e-4);
+        close("attention dk", &gk, &dk, 1e-4);
+        close("attention dv", &gv, &dv, 1e-4);
+        // bf16 storage on the tensor-core path.
+        let bf = |t: &Tensor| to(t, d).to_dtype(DType::BF16);
+        let (qb, kb, vb) = (bf(&q), bf(&k), bf(&v));
+        let gpu16 = ops::attention(&qb, &kb, &vb, Some(&mg.to_dtype(DType::BF16)), heads, scale).unwrap();
+        let cpu16 = ops::attention(
+            &qb.to_device(Device::Cpu).unwrap().to_dtype(DType::F32),
+            &kb.to_device(Device::Cpu).unwrap().to_dtype(DType::F32),
+            &vb.to_device(Device::Cpu).unwrap().to_dtype(DType::F32),
+            Some(&mask),
+            heads,
+            scale,
+        )
+        .unwrap();
+        close("attention bf16", &gpu16, &cpu16, BF16_TOL);
+    }
+}
