@@ -19,7 +19,7 @@ pub struct ForwardArgs {
     /// Where to write last_hidden_state, pooler_output, prediction_logits, sop_logits (f32).
     #[arg(long)]
     pub output: PathBuf,
-    /// cpu (the only backend in this build).
+    /// cpu, cuda or cuda:N (outputs are written from the host either way).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -123,13 +123,10 @@ pub fn forward_outputs(model: &Albert, store: &ParamStore, inputs: &Inputs) -> R
 }
 
 pub fn run(args: &ForwardArgs) -> Result<(), String> {
-    let device = match args.device.as_str() {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        other => return Err(format!("--device {other:?}: expected cpu or cuda")),
-    };
+    let device = Device::parse(&args.device).map_err(|e| format!("--device: {e}"))?;
     device.check_available().map_err(|e| e.to_string())?;
-    let (model, store) = load_model(&args.model)?;
+    let (model, mut store) = load_model(&args.model)?;
+    store.to_device(device).map_err(|e| e.to_string())?;
     let inputs = read_inputs(&args.inputs)?;
     let t0 = std::time::Instant::now();
     let outputs = forward_outputs(&model, &store, &inputs)?;

@@ -70,6 +70,21 @@ pub(crate) fn dims6(op: &str, t: &Tensor) -> Result<Dims6> {
     Ok(d)
 }
 
+/// Errors unless `t` (statistics saved by a forward: LayerNorm mean/rstd, log-sum-exps) is a
+/// dense f32 tensor of `n` elements on `device`: the backward kernels read it as `float*`, so a
+/// bf16, host or strided tensor here would be misread rather than rejected.
+pub(crate) fn expect_saved_f32(op: &str, what: &str, t: &Tensor, n: usize, device: Device) -> Result<()> {
+    if t.dtype() != DType::F32 || t.numel() != n || t.device() != device || !t.is_contiguous() {
+        return Err(Error::Invalid(format!(
+            "{op}: saved {what} must be a dense f32 tensor of {n} elements on {device}, got {} {} on {}",
+            t.dtype(),
+            t.dims(),
+            t.device()
+        )));
+    }
+    Ok(())
+}
+
 /// Host -> device copy of a (contiguous) host tensor.
 pub(crate) fn upload(t: &Tensor, ordinal: usize) -> Result<Tensor> {
     match t.dtype() {

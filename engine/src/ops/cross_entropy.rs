@@ -2,7 +2,7 @@
 //! whose target is not `ignore_index` (HF uses -100).
 
 use super::{float_dispatch, rows_cols};
-use crate::cuda::{dt_of, empty, op_gpu, ptr, zeros};
+use crate::cuda::{dt_of, empty, expect_saved_f32, op_gpu, ptr, zeros};
 use crate::elem::k;
 use crate::{DType, Error, Result, Tensor};
 use num_traits::Zero as _;
@@ -82,6 +82,7 @@ pub fn cross_entropy_bwd(
     let x = logits.contiguous();
     let scale = if saved.count == 0 { 0.0 } else { dloss / saved.count as f64 };
     if let Some(g) = op_gpu("cross_entropy_bwd", &[&x])? {
+        expect_saved_f32("cross_entropy_bwd", "lse", &saved.lse, rows, x.device())?;
         let d = empty(&g, x.dtype(), x.shape())?;
         let dev_t = kernels::cuda::upload_i64(&g, &t)?;
         // [gradient of the mean, count] as the kernel reads them from device memory.

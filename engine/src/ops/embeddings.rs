@@ -11,7 +11,7 @@
 
 use super::float_dispatch;
 use super::DropoutMask;
-use crate::cuda::{dt_of, empty, op_gpu, ptr, zeros};
+use crate::cuda::{dt_of, empty, expect_saved_f32, op_gpu, ptr, zeros};
 use crate::elem::k;
 use crate::{DType, Error, Result, Tensor};
 use kernels::cpu::matmul::Gemm;
@@ -188,6 +188,8 @@ pub fn albert_embeddings(
         [&p.word, &p.position, &p.token_type, &p.ln_gamma, &p.ln_beta, &p.proj_w, &p.proj_b].map(|t| t.contiguous());
     let refs: Vec<&Tensor> = ps.iter().collect();
     if let Some(g) = op_gpu("albert_embeddings", &refs)? {
+        // One kernel reads the tables, gamma and beta with the word table's element type.
+        super::same_kind("albert_embeddings", &refs)?;
         return forward_cuda(&g, &ps, triples, d, &out_shape, eps, dropout, padding_idx);
     }
     let (keep, keep_scale) = host_keep("albert_embeddings", &dropout)?;
@@ -225,7 +227,13 @@ pub fn albert_embeddings_bwd(dout: &Tensor, p: &EmbeddingParams, saved: &Embeddi
     let g = dout.contiguous();
     let ps =
         [&p.word, &p.position, &p.token_type, &p.ln_gamma, &p.ln_beta, &p.proj_w, &p.proj_b].map(|t| t.contiguous());
-    if let Some(gpu) = op_gpu(op, &[&g])? {
+    let mut refs: Vec<&Tensor> = vec![&g];
+    refs.extend(ps.iter());
+    if let Some(gpu) = op_gpu(op, &refs)? {
+        // The kernels read dout, the tables and gamma with one element type, on one device.
+        super::same_kind(op, &refs)?;
+        expect_saved_f32(op, "mean", &saved.mean, rows, g.device())?;
+        expect_saved_f32(op, "rstd", &saved.rstd, rows, g.device())?;
         return backward_cuda(&gpu, &g, &ps, saved);
     }
     let (keep, keep_scale) = host_keep(op, &saved.dropout)?;

@@ -1,7 +1,7 @@
 //! LayerNorm over the last axis (biased variance, configurable eps; ALBERT uses 1e-12).
 
 use super::{expect_shape, float_dispatch, rows_cols, same_kind};
-use crate::cuda::{dt_of, empty, op_gpu, ptr};
+use crate::cuda::{dt_of, empty, expect_saved_f32, op_gpu, ptr};
 use crate::elem::k;
 use crate::DType;
 use crate::{Result, Tensor};
@@ -74,6 +74,8 @@ pub fn layer_norm_bwd(
     let (rows, cols) = rows_cols("layer_norm_bwd", x)?;
     let (x, g, dy) = (x.contiguous(), gamma.contiguous(), dout.contiguous());
     if let Some(gpu) = op_gpu("layer_norm_bwd", &[&x, &g, &dy])? {
+        expect_saved_f32("layer_norm_bwd", "mean", &saved.mean, rows, x.device())?;
+        expect_saved_f32("layer_norm_bwd", "rstd", &saved.rstd, rows, x.device())?;
         let dx = empty(&gpu, x.dtype(), x.shape())?;
         let (dg, db) = (empty(&gpu, g.dtype(), &[cols])?, empty(&gpu, g.dtype(), &[cols])?);
         let dt = dt_of("layer_norm_bwd", &x)?;
