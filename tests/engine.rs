@@ -151,3 +151,29 @@ proptest! {
         }}}
     }
 }
+
+/// The shared-weight backward adds into an existing gradient with one accumulating gemm; it must
+/// equal forming the gradient and adding it, for Linear weights (trans_b) and plain ones.
+#[test]
+fn weight_gradient_accumulates_in_place() {
+    for trans_b in [true, false] {
+        let a = rand(1, &[2, 5, 7]);
+        let b = if trans_b { rand(2, &[3, 7]) } else { rand(2, &[7, 3]) };
+        let dout = rand(3, &[2, 5, 3]);
+        let (da, db, dbias) = ops::matmul_bwd(&dout, &a, &b, false, trans_b, true).unwrap();
+        let earlier = rand(4, b.shape());
+        let mut acc = ops::scale(&earlier, 1.0).unwrap(); // a fresh, unshared buffer
+        let ptr_before = acc.f32_values().as_ptr();
+        let (da2, dbias2) = ops::matmul_bwd_accumulate(&dout, &a, &b, false, trans_b, true, &mut acc).unwrap();
+        assert_eq!(acc.f32_values().as_ptr(), ptr_before, "accumulated in place");
+        close(&da2, &da, 1e-6);
+        close(&dbias2.unwrap(), &dbias.unwrap(), 1e-6);
+        close(&acc, &ops::add(&earlier, &db).unwrap(), 1e-5);
+        // A gradient buffer shared with another handle is not written through: copy, then add.
+        let shared = earlier.clone();
+        let mut acc = earlier.clone();
+        ops::matmul_bwd_accumulate(&dout, &a, &b, false, trans_b, true, &mut acc).unwrap();
+        assert_eq!(shared.to_vec_f32(), earlier.to_vec_f32());
+        close(&acc, &ops::add(&earlier, &db).unwrap(), 1e-5);
+    }
+}

@@ -148,10 +148,27 @@ impl Tape {
                 }
                 op => {
                     let t0 = profile::enabled().then(std::time::Instant::now);
-                    let dins = op.backward(&g).map_err(|e| context(e, op.name(), i))?;
+                    // A weight that already has a gradient (ALBERT: the same weight at every layer)
+                    // gets this layer's contribution added by the gemm itself, with no extra pass.
+                    let weight = match (&op, node.inputs.get(1)) {
+                        (Op::MatMul { .. }, Some(&Some(j))) if grads[j].is_some() => Some(j),
+                        _ => None,
+                    };
+                    let dins: Vec<Option<Tensor>> = match (weight, &op) {
+                        (Some(j), Op::MatMul { a, b, trans_a, trans_b, bias }) => {
+                            let acc = grads[j].as_mut().expect("checked above");
+                            let (da, dbias) =
+                                engine::ops::matmul_bwd_accumulate(&g, a, b, *trans_a, *trans_b, *bias, acc)
+                                    .map_err(|e| context(e, op.name(), i))?;
+                            let mut v = vec![Some(da), None];
+                            v.extend(dbias.map(Some));
+                            v
+                        }
+                        _ => op.backward(&g).map_err(|e| context(e, op.name(), i))?.into_iter().map(Some).collect(),
+                    };
                     debug_assert_eq!(dins.len(), node.inputs.len(), "{}: gradient count", op.name());
                     for (input, d) in node.inputs.iter().zip(dins) {
-                        let Some(j) = *input else { continue };
+                        let (Some(j), Some(d)) = (*input, d) else { continue };
                         debug_assert_eq!(d.shape(), nodes[j].shape.as_slice(), "{}: gradient shape", op.name());
                         match &mut grads[j] {
                             Some(acc) => acc.add_assign(&d)?,

@@ -169,6 +169,16 @@ impl Tensor {
         }
     }
 
+    /// The buffer of a dense tensor that owns exactly its elements and shares them with no other
+    /// handle, for an in-place write (a gemm accumulating into a gradient); None otherwise.
+    pub(crate) fn exclusive_storage(&mut self) -> Option<&mut Storage> {
+        let dense = self.is_contiguous() && self.layout.offset() == 0 && self.storage.len() == self.numel();
+        if !dense {
+            return None;
+        }
+        Arc::get_mut(&mut self.storage)
+    }
+
     // ------------------------------------------------------------------ data access
     /// The elements of a contiguous tensor of element type T, as a slice of its storage.
     pub fn data<T: Elem>(&self, op: &str) -> Result<&[T]> {

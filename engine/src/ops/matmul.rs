@@ -183,3 +183,74 @@ pub fn matmul_bwd(
     };
     Ok((sum_to_shape(&da, a.shape())?, sum_to_shape(&db, b.shape())?, dbias))
 }
+
+/// [`matmul_bwd`] for a weight whose gradient already holds contributions (ALBERT applies one
+/// weight at every layer): the weight's gradient is added into `db_acc` by the gemm itself
+/// (beta = 1), instead of being formed in a fresh buffer and summed in a second pass. Returns
+/// (da, dbias). Falls back to form-then-add when `db_acc` is shared, strided, or of another kind.
+pub fn matmul_bwd_accumulate(
+    dout: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    has_bias: bool,
+    db_acc: &mut Tensor,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let direct = b.rank() == 2
+        && a.rank() >= 2
+        && !trans_a
+        && db_acc.shape() == b.shape()
+        && db_acc.dtype() == b.dtype()
+        && db_acc.device() == b.device()
+        && dout.device() == b.device()
+        && a.device() == b.device();
+    if !direct {
+        let (da, db, dbias) = matmul_bwd(dout, a, b, trans_a, trans_b, has_bias)?;
+        db_acc.add_assign(&db)?;
+        return Ok((da, dbias));
+    }
+    let da = matmul(dout, b, false, !trans_b, None)?;
+    let da = sum_to_shape(&da, a.shape())?;
+    let (r, kk, n) = (a.numel() / a.shape()[a.rank() - 1], a.shape()[a.rank() - 1], dout.shape()[dout.rank() - 1]);
+    let (a2, g2) = (a.reshape(&[r, kk])?.contiguous(), dout.reshape(&[r, n])?.contiguous());
+    // Linear weight W[n, k] (y = a W^T): dW = g^T a. Plain B[k, n] (y = a B): dB = a^T g.
+    let (lhs, rhs, m_out, n_out) = if trans_b { (&g2, &a2, n, kk) } else { (&a2, &g2, kk, n) };
+    let g = Gemm { accumulate: true, ..Gemm::new(m_out, n_out, r, true, false) };
+    if !accumulate_into(db_acc, lhs, rhs, &g)? {
+        let db = matmul(lhs, rhs, true, false, None)?;
+        db_acc.add_assign(&db)?;
+    }
+    let dbias = if has_bias { Some(super::sum(&g2, 0, false)?) } else { None };
+    Ok((da, dbias))
+}
+
+/// out += lhs^T rhs by one accumulating gemm, if `out` can be written in place.
+fn accumulate_into(out: &mut Tensor, lhs: &Tensor, rhs: &Tensor, g: &Gemm) -> Result<bool> {
+    if g.k == 0 || out.numel() == 0 {
+        return Ok(true);
+    }
+    let dtype = out.dtype();
+    let Some(storage) = out.exclusive_storage() else { return Ok(false) };
+    match storage {
+        crate::Storage::Cuda(s) => {
+            let Some(dt) = crate::storage::cuda_dt(dtype) else { return Ok(false) };
+            let gpu = s.buf.gpu().clone();
+            let c = s.buf.ptr(0);
+            let (pa, pb) = (crate::cuda::ptr(lhs), crate::cuda::ptr(rhs));
+            kernels::cuda::gemm::gemm(&gpu, dt, g, pa, pb, c, None, kernels::cuda::gemm::Epilogue::None, None)?;
+            Ok(true)
+        }
+        crate::Storage::Cpu(c) => match c {
+            crate::CpuStorage::F32(v) => {
+                k::gemm(g, lhs.data::<f32>("matmul_bwd")?, rhs.data::<f32>("matmul_bwd")?, v, None);
+                Ok(true)
+            }
+            crate::CpuStorage::F64(v) => {
+                k::gemm(g, lhs.data::<f64>("matmul_bwd")?, rhs.data::<f64>("matmul_bwd")?, v, None);
+                Ok(true)
+            }
+            crate::CpuStorage::BF16(_) | crate::CpuStorage::F16(_) | crate::CpuStorage::I64(_) => Ok(false),
+        },
+    }
+}
