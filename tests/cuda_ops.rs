@@ -326,3 +326,16 @@ fn fused_attention_matches_the_cpu() {
         close("attention bf16", &gpu16, &cpu16, BF16_TOL);
     }
 }
+
+#[test]
+fn fused_residual_layer_norm_matches_the_cpu() {
+    let Some(d) = gpu() else { return };
+    for cols in [33usize, 768, 1025] {
+        let (x, r) = (rand(1, &[19, cols]), rand(2, &[19, cols]));
+        let (g, b) = (rand(3, &[cols]), rand(4, &[cols]));
+        let (y, sum, _) = ops::add_layer_norm(&x, &r, &g, &b, 1e-12).unwrap();
+        let (yg, sumg, _) = ops::add_layer_norm(&to(&x, d), &to(&r, d), &to(&g, d), &to(&b, d), 1e-12).unwrap();
+        close(&format!("add_layer_norm {cols}"), &yg, &y, 1e-4);
+        close("add_layer_norm sum", &sumg, &sum, 0.0);
+    }
+}

@@ -105,6 +105,16 @@ fn layer_norm_all_inputs() {
 }
 
 #[test]
+fn add_layer_norm_all_inputs() {
+    let inputs = [rand(1, &[5, 7]), rand(4, &[5, 7]), rand(2, &[7]), rand(3, &[7])];
+    check("add_layer_norm", &inputs, |_, v| weighted(&v[0].add_layer_norm(&v[1], &v[2], &v[3], 1e-12)?, 5));
+    // x feeding both terms: its gradient is the sum of both paths.
+    check("add_layer_norm of x with itself", &[rand(1, &[3, 4]), rand(2, &[4]), rand(3, &[4])], |_, v| {
+        weighted(&v[0].add_layer_norm(&v[0], &v[1], &v[2], 1e-5)?, 6)
+    });
+}
+
+#[test]
 fn embedding_and_gather_with_repeated_ids() {
     let ids = Tensor::from_i64(vec![3, 1, 3, 0, 3, 2], &[2, 3]).unwrap();
     check("embedding", &[rand(1, &[5, 4])], move |_, v| weighted(&v[0].embedding(&ids)?, 6));

@@ -77,6 +77,12 @@ pub(crate) enum Op {
         heads: usize,
         scale: f64,
     },
+    /// LayerNorm(x + residual); inputs x, residual, gamma, beta. Keeps the sum it normalised.
+    AddLayerNorm {
+        sum: Tensor,
+        gamma: Tensor,
+        saved: LayerNormSaved,
+    },
     LayerNorm {
         x: Tensor,
         gamma: Tensor,
@@ -188,6 +194,7 @@ impl Op {
             Op::Softmax { .. } => "softmax",
             Op::Attention { .. } => "attention",
             Op::LayerNorm { .. } => "layer_norm",
+            Op::AddLayerNorm { .. } => "add_layer_norm",
             Op::Embedding { .. } => "embedding",
             Op::GatherRows { .. } => "gather_rows",
             Op::Dropout { .. } => "dropout",
@@ -210,7 +217,7 @@ impl Op {
             Op::MatMul { b, .. } if b.rank() > 2 => Kind::Attention,
             Op::MatMul { .. } => Kind::Matmul,
             Op::Softmax { .. } | Op::Attention { .. } => Kind::Attention,
-            Op::LayerNorm { .. } => Kind::LayerNorm,
+            Op::LayerNorm { .. } | Op::AddLayerNorm { .. } => Kind::LayerNorm,
             Op::GeluTanh { .. } | Op::GeluErf { .. } => Kind::Gelu,
             Op::Embedding { .. } | Op::AlbertEmbeddings { .. } => Kind::Embedding,
             Op::CrossEntropy { .. } => Kind::Loss,
@@ -265,6 +272,12 @@ impl Op {
             Op::LayerNorm { x, gamma, saved } => {
                 let (dx, dg, db) = ops::layer_norm_bwd(g, x, gamma, saved)?;
                 vec![dx, dg, db]
+            }
+            Op::AddLayerNorm { sum, gamma, saved } => {
+                // The sum's gradient goes to both of its terms (the tape copies before adding
+                // into either, since they share one buffer).
+                let (dsum, dg, db) = ops::layer_norm_bwd(g, sum, gamma, saved)?;
+                vec![dsum.clone(), dsum, dg, db]
             }
             Op::Embedding { ids, table_shape } => vec![ops::embedding_bwd(g, ids, table_shape)?],
             Op::GatherRows { idx, x_shape } => vec![ops::gather_rows_bwd(g, idx, x_shape)?],

@@ -170,6 +170,13 @@ impl<'t> Var<'t> {
         Ok(self.rec(op, &[self, gamma, beta], y))
     }
 
+    /// LayerNorm(self + residual) as one op (the post-LN block's add & norm).
+    pub fn add_layer_norm(&self, residual: &Var<'t>, gamma: &Var<'t>, beta: &Var<'t>, eps: f64) -> Result<Var<'t>> {
+        let (y, sum, saved) = ops::add_layer_norm(&self.value, residual.value(), gamma.value(), beta.value(), eps)?;
+        let op = Op::AddLayerNorm { sum: self.saved(&sum), gamma: gamma.value.clone(), saved };
+        Ok(self.rec(op, &[self, residual, gamma, beta], y))
+    }
+
     // ---------------------------------------------------------------- indexing
     /// Rows of this table [V, C] selected by i64 `ids` of any shape: [ids.., C].
     pub fn embedding(&self, ids: &Tensor) -> Result<Var<'t>> {

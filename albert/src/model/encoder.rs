@@ -74,11 +74,11 @@ pub(crate) fn block<'t>(
         q.attention(&k, &v, mask.as_ref(), n, scale)?
     };
     let attn = dropout(ctx.linear(&p(a.dense.weight)?, Some(&p(a.dense.bias)?))?, c.hidden_dropout_prob, mode)?;
-    let x = attn.add(x)?.layer_norm(&p(a.norm.weight)?, &p(a.norm.bias)?, c.layer_norm_eps)?;
+    let x = attn.add_layer_norm(x, &p(a.norm.weight)?, &p(a.norm.bias)?, c.layer_norm_eps)?;
     let f = &ids.ffn;
     let inner = activation(c.hidden_act, &x.linear(&p(f.ffn.weight)?, Some(&p(f.ffn.bias)?))?)?;
     let out = inner.linear(&p(f.ffn_output.weight)?, Some(&p(f.ffn_output.bias)?))?;
-    out.add(&x)?.layer_norm(&p(f.norm.weight)?, &p(f.norm.bias)?, c.layer_norm_eps)
+    out.add_layer_norm(&x, &p(f.norm.weight)?, &p(f.norm.bias)?, c.layer_norm_eps)
 }
 
 /// Every parameter a block reads, in a fixed order (the inputs of its checkpoint after x).

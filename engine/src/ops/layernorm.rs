@@ -114,3 +114,45 @@ pub fn layer_norm_bwd(
         Ok((Tensor::from_vec(dx, x.shape())?, Tensor::from_vec(dg, &[cols])?, Tensor::from_vec(db, &[cols])?))
     })
 }
+
+/// y = LayerNorm(x + residual) over the last axis, the post-LN block's "add & norm" as one op.
+/// Returns (y, sum, saved): `sum` = x + residual is what the backward normalises again. On the GPU
+/// one kernel forms the sum, stores it and normalises it (no separate add pass); on the CPU the
+/// add and the LayerNorm kernels run back to back, bit for bit as `add` then `layer_norm`.
+pub fn add_layer_norm(
+    x: &Tensor,
+    residual: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, LayerNormSaved)> {
+    same_kind("add_layer_norm", &[x, residual, gamma, beta])?;
+    expect_shape("add_layer_norm", "residual", residual, x.shape())?;
+    let (rows, cols) = rows_cols("add_layer_norm", x)?;
+    expect_shape("add_layer_norm", "gamma", gamma, &[cols])?;
+    expect_shape("add_layer_norm", "beta", beta, &[cols])?;
+    let (xc, rc, g, b) = (x.contiguous(), residual.contiguous(), gamma.contiguous(), beta.contiguous());
+    if let Some(gpu) = op_gpu("add_layer_norm", &[&xc, &rc, &g, &b])? {
+        let (out, sum) = (empty(&gpu, x.dtype(), x.shape())?, empty(&gpu, x.dtype(), x.shape())?);
+        let (mean, rstd) = (empty(&gpu, DType::F32, &[rows])?, empty(&gpu, DType::F32, &[rows])?);
+        kernels::cuda::layernorm::layernorm_residual_fwd(
+            &gpu,
+            dt_of("add_layer_norm", &xc)?,
+            ptr(&out),
+            ptr(&sum),
+            ptr(&mean),
+            ptr(&rstd),
+            ptr(&xc),
+            ptr(&rc),
+            ptr(&g),
+            ptr(&b),
+            rows,
+            cols,
+            eps as f32,
+        )?;
+        return Ok((out, sum, LayerNormSaved { mean, rstd }));
+    }
+    let sum = super::add(&xc, &rc)?;
+    let (y, saved) = layer_norm(&sum, &g, &b, eps)?;
+    Ok((y, sum, saved))
+}
