@@ -339,3 +339,15 @@ fn fused_residual_layer_norm_matches_the_cpu() {
         close("add_layer_norm sum", &sumg, &sum, 0.0);
     }
 }
+
+#[test]
+fn linear_gelu_epilogue_matches_the_cpu() {
+    let Some(d) = gpu() else { return };
+    for gelu in [ops::Gelu::Tanh, ops::Gelu::Erf] {
+        let (x, w, b) = (rand(1, &[3, 45, 64]), rand(2, &[200, 64]), rand(3, &[200]));
+        let (pre, y) = ops::linear_gelu(&x, &w, &b, gelu).unwrap();
+        let (pg, yg) = ops::linear_gelu(&to(&x, d), &to(&w, d), &to(&b, d), gelu).unwrap();
+        close(&format!("linear_gelu {gelu:?} pre"), &pg, &pre, 1e-4);
+        close(&format!("linear_gelu {gelu:?}"), &yg, &y, 1e-4);
+    }
+}

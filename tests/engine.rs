@@ -177,3 +177,15 @@ fn weight_gradient_accumulates_in_place() {
         close(&acc, &ops::add(&earlier, &db).unwrap(), 1e-5);
     }
 }
+
+/// The fused Linear + GELU is the two ops, bit for bit, on the CPU.
+#[test]
+fn linear_gelu_equals_linear_then_gelu() {
+    let (x, w, b) = (rand(1, &[2, 9, 16]), rand(2, &[24, 16]), rand(3, &[24]));
+    let (pre, y) = ops::linear_gelu(&x, &w, &b, ops::Gelu::Tanh).unwrap();
+    let pre2 = ops::matmul(&x, &w, false, true, Some(&b)).unwrap();
+    assert_eq!(pre.to_vec_f32(), pre2.to_vec_f32());
+    assert_eq!(y.to_vec_f32(), ops::gelu_tanh(&pre2).unwrap().to_vec_f32());
+    let e = ops::linear_gelu(&x, &rand(4, &[24, 15]), &b, ops::Gelu::Erf).unwrap_err();
+    assert!(e.to_string().contains("linear_gelu"), "{e}");
+}

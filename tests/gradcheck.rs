@@ -105,6 +105,16 @@ fn layer_norm_all_inputs() {
 }
 
 #[test]
+fn linear_gelu_both_forms() {
+    for gelu in [engine::ops::Gelu::Tanh, engine::ops::Gelu::Erf] {
+        let inputs = [rand(1, &[2, 3, 5]), rand(2, &[4, 5]), rand(3, &[4])];
+        check(&format!("linear_gelu {gelu:?}"), &inputs, move |_, v| {
+            weighted(&v[0].linear_gelu(&v[1], &v[2], gelu)?, 5)
+        });
+    }
+}
+
+#[test]
 fn add_layer_norm_all_inputs() {
     let inputs = [rand(1, &[5, 7]), rand(4, &[5, 7]), rand(2, &[7]), rand(3, &[7])];
     check("add_layer_norm", &inputs, |_, v| weighted(&v[0].add_layer_norm(&v[1], &v[2], &v[3], 1e-12)?, 5));

@@ -62,6 +62,21 @@ impl<'t> Var<'t> {
         self.matmul(weight, false, true, bias)
     }
 
+    /// GELU(self W^T + bias) computed by one fused kernel where the device has one (the gemm's
+    /// epilogue on the GPU), recorded as the two nodes it stands for (a Linear, then the GELU),
+    /// so the backward is exactly theirs.
+    pub fn linear_gelu(&self, weight: &Var<'t>, bias: &Var<'t>, gelu: ops::Gelu) -> Result<Var<'t>> {
+        let (pre, y) = ops::linear_gelu(&self.value, &weight.value, &bias.value, gelu)?;
+        let mm =
+            Op::MatMul { a: self.value.clone(), b: weight.value.clone(), trans_a: false, trans_b: true, bias: true };
+        let pre_var = self.rec(mm, &[self, weight, bias], pre.clone());
+        let act = match gelu {
+            ops::Gelu::Tanh => Op::GeluTanh { x: pre_var.saved(&pre) },
+            ops::Gelu::Erf => Op::GeluErf { x: pre_var.saved(&pre) },
+        };
+        Ok(pre_var.rec(act, &[&pre_var], y))
+    }
+
     // ---------------------------------------------------------------- elementwise
     pub fn add(&self, other: &Var<'t>) -> Result<Var<'t>> {
         let y = ops::add(&self.value, &other.value)?;

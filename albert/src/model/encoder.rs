@@ -76,7 +76,12 @@ pub(crate) fn block<'t>(
     let attn = dropout(ctx.linear(&p(a.dense.weight)?, Some(&p(a.dense.bias)?))?, c.hidden_dropout_prob, mode)?;
     let x = attn.add_layer_norm(x, &p(a.norm.weight)?, &p(a.norm.bias)?, c.layer_norm_eps)?;
     let f = &ids.ffn;
-    let inner = activation(c.hidden_act, &x.linear(&p(f.ffn.weight)?, Some(&p(f.ffn.bias)?))?)?;
+    let (fw, fb) = (p(f.ffn.weight)?, p(f.ffn.bias)?);
+    let inner = match c.hidden_act {
+        Activation::GeluTanh => x.linear_gelu(&fw, &fb, engine::ops::Gelu::Tanh)?,
+        Activation::GeluErf => x.linear_gelu(&fw, &fb, engine::ops::Gelu::Erf)?,
+        Activation::Relu => activation(c.hidden_act, &x.linear(&fw, Some(&fb))?)?,
+    };
     let out = inner.linear(&p(f.ffn_output.weight)?, Some(&p(f.ffn_output.bias)?))?;
     out.add_layer_norm(&x, &p(f.norm.weight)?, &p(f.norm.bias)?, c.layer_norm_eps)
 }

@@ -254,3 +254,61 @@ fn accumulate_into(out: &mut Tensor, lhs: &Tensor, rhs: &Tensor, g: &Gemm) -> Re
         },
     }
 }
+
+/// The GELU a fused Linear applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gelu {
+    Tanh,
+    Erf,
+}
+
+/// (pre, gelu(pre)) for pre = x W^T + bias: a Linear layer [.., in] x [out, in] followed by GELU.
+/// On the GPU the gemm's epilogue adds the bias and applies the GELU while the tile is still in
+/// registers, writing `pre` beside it for the backward (no separate bias or activation pass); on
+/// the CPU the matmul and the activation kernels run back to back (bit-identical to the two ops).
+pub fn linear_gelu(x: &Tensor, w: &Tensor, bias: &Tensor, gelu: Gelu) -> Result<(Tensor, Tensor)> {
+    same_kind("linear_gelu", &[x, w, bias])?;
+    let (rows, k) = super::rows_cols("linear_gelu", x)?;
+    if w.rank() != 2 || w.shape()[1] != k {
+        return Err(Error::Shape(format!(
+            "linear_gelu: input {} and weight {}: need weight [out, {k}]",
+            x.dims(),
+            w.dims()
+        )));
+    }
+    let n = w.shape()[0];
+    super::expect_shape("linear_gelu", "bias", bias, &[n])?;
+    let mut out_shape = x.shape().to_vec();
+    *out_shape.last_mut().expect("rank >= 1") = n;
+    if let Some(gpu) = crate::cuda::op_gpu("linear_gelu", &[x, w, bias])? {
+        use crate::cuda::{empty, ptr};
+        use kernels::cuda::gemm::{gemm, Epilogue};
+        let (xc, wc, bc) = (x.contiguous(), w.contiguous(), bias.contiguous());
+        let (pre, y) = (empty(&gpu, x.dtype(), &out_shape)?, empty(&gpu, x.dtype(), &out_shape)?);
+        if rows * n == 0 {
+            return Ok((pre, y));
+        }
+        if k == 0 {
+            let pre = super::add(&Tensor::zeros_on(&out_shape, x.dtype(), x.device())?, bias)?;
+            let y = match gelu {
+                Gelu::Tanh => super::gelu_tanh(&pre)?,
+                Gelu::Erf => super::gelu_erf(&pre)?,
+            };
+            return Ok((pre, y));
+        }
+        let ep = match gelu {
+            Gelu::Tanh => Epilogue::BiasGeluTanh,
+            Gelu::Erf => Epilogue::BiasGeluErf,
+        };
+        let dt = crate::cuda::dt_of("linear_gelu", x)?;
+        let g = Gemm::new(rows, n, k, false, true);
+        gemm(&gpu, dt, &g, ptr(&xc), ptr(&wc), ptr(&y), Some(ptr(&bc)), ep, Some(ptr(&pre)))?;
+        return Ok((pre, y));
+    }
+    let pre = matmul(x, w, false, true, Some(bias))?;
+    let y = match gelu {
+        Gelu::Tanh => super::gelu_tanh(&pre)?,
+        Gelu::Erf => super::gelu_erf(&pre)?,
+    };
+    Ok((pre, y))
+}
