@@ -90,7 +90,7 @@ pub struct PretrainArgs {
 
 /// The process group of a `--distributed` run: kept alive for the whole run (MPI finalises when
 /// it drops) and the collective the trainer sums through.
-type Group = (Option<Box<dyn std::any::Any>>, Option<Arc<dyn train::Collective>>, usize);
+type Group = (Option<Box<dyn std::any::Any>>, Option<std::rc::Rc<dyn train::Collective>>, usize);
 
 #[cfg(feature = "mpi")]
 fn join_group(a: &PretrainArgs, device: &mut engine::Device) -> Result<Group, String> {
@@ -98,16 +98,16 @@ fn join_group(a: &PretrainArgs, device: &mut engine::Device) -> Result<Group, St
         return Ok((None, None, 0));
     }
     let timeout = std::time::Duration::from_secs_f64(a.collective_timeout.max(0.001));
-    let mpi = Arc::new(crate::dist_mpi::Mpi::init(timeout)?);
+    let mpi = std::rc::Rc::new(crate::dist_mpi::Mpi::init(timeout)?);
     let rank = train::Collective::rank(&*mpi);
-    let collective: Arc<dyn train::Collective> = if device.is_cuda() {
+    let collective: std::rc::Rc<dyn train::Collective> = if device.is_cuda() {
         // One GPU per rank: --device cuda picks the local rank's GPU, cuda:N forces N.
         if a.device == "cuda" {
             *device = engine::Device::Cuda(mpi.local_rank());
             device.check_available().map_err(|e| format!("rank {rank}: {e}"))?;
         }
         let engine::Device::Cuda(ordinal) = *device else { unreachable!("checked is_cuda") };
-        Arc::new(mpi.nccl(ordinal, timeout)?)
+        std::rc::Rc::new(mpi.nccl(ordinal, timeout)?)
     } else {
         mpi.clone()
     };

@@ -12,7 +12,6 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use std::cell::Cell;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// This process's place in the MPI job.
@@ -71,7 +70,7 @@ impl Mpi {
 
     /// A NCCL group over the same ranks on GPU `ordinal`: rank 0 makes the unique id and MPI
     /// broadcasts its 128 bytes.
-    pub fn nccl(self: &Arc<Self>, ordinal: usize, timeout: Duration) -> Result<NcclGroup, String> {
+    pub fn nccl(&self, ordinal: usize, timeout: Duration) -> Result<NcclGroup, String> {
         let mut id = [0u8; 128];
         if self.rank == 0 {
             id = kernels::cuda::NcclId::new().map_err(|e| e.to_string())?.0;

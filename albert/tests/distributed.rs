@@ -18,6 +18,7 @@ use albert::train::{self, metrics, ObjectiveKind, OptimizerKind, RunOptions, Tra
 use albert::AlbertConfig;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -138,7 +139,7 @@ fn two_thread_ranks_match_one_process() {
                 let (s, cfg, tok, corpus) = (s.clone(), cfg.clone(), tok.clone(), corpus.clone());
                 let out = dir.join(format!("rank{rank}-{accumulate}"));
                 std::thread::spawn(move || {
-                    let run = RunOptions { collective: Some(Arc::new(g)), ..run_opts(&out) };
+                    let run = RunOptions { collective: Some(Rc::new(g)), ..run_opts(&out) };
                     train::pretrain(&s, &run, &cfg, tok, CorpusSource::path(&corpus)).unwrap().train_rows
                 })
             })
@@ -288,7 +289,7 @@ fn nccl_world_of_one_matches_no_collective_on_the_gpu() {
     let plain = RunOptions { device: gpu, ..run_opts(&dir.join("plain")) };
     let a = train::pretrain(&s, &plain, &cfg, tok.clone(), CorpusSource::path(&corpus)).unwrap();
     let group = NcclGroup::single(0, Duration::from_secs(60)).unwrap();
-    let nccl = RunOptions { device: gpu, collective: Some(Arc::new(group)), ..run_opts(&dir.join("nccl")) };
+    let nccl = RunOptions { device: gpu, collective: Some(Rc::new(group)), ..run_opts(&dir.join("nccl")) };
     let b = train::pretrain(&s, &nccl, &cfg, tok, CorpusSource::path(&corpus)).unwrap();
     assert_same_losses(&a.train_rows, &b.train_rows, "NCCL world of one");
     let _ = std::fs::remove_dir_all(&dir);

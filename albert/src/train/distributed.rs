@@ -24,9 +24,10 @@
 //!
 //! Next step, not done here: overlapping the all-reduce with the backward (bucketing the
 //! gradients of the last layers and starting their reduction while the earlier layers'
-//! backward still runs). ALBERT's shared layer gets its gradient from every layer, so its bucket
-//! is only complete when the whole backward ends; the overlap would cover the heads and the
-//! embeddings and needs a hook in `Tape::backward` when a parameter's last contribution arrives.
+//! backward still runs); it needs a hook in `Tape::backward` when a parameter's last
+//! contribution arrives. Under full sharing the shared layer's gradient completes only with the
+//! first layer's backward and the tied word embeddings at the very end, so little overlaps; with
+//! `sharing = none` each layer's bucket can start as soon as its own backward ends.
 
 use crate::data::{PretrainBatch, IGNORE_LABEL};
 use crate::model::Inputs;

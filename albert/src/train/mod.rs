@@ -107,7 +107,7 @@ pub struct RunOptions {
     pub bf16: bool,
     /// Data parallelism (`distributed`): this process is one rank of a group that shares each
     /// global batch; rank 0 alone evaluates and writes checkpoints, metrics and plots.
-    pub collective: Option<Arc<dyn Collective>>,
+    pub collective: Option<std::rc::Rc<dyn Collective>>,
 }
 
 #[derive(Serialize, Deserialize)]
