@@ -13,7 +13,7 @@
 
 use albert::data::{CorpusSource, Split};
 use albert::tokenizer::Tokenizer;
-use albert::train::distributed::{NcclGroup, ThreadGroup};
+use albert::train::distributed::{NcclGroup, ThreadGroup, Watchdog};
 use albert::train::{self, metrics, ObjectiveKind, OptimizerKind, RunOptions, TrainSettings};
 use albert::AlbertConfig;
 use std::path::{Path, PathBuf};
@@ -153,6 +153,46 @@ fn two_thread_ranks_match_one_process() {
         assert!(written.is_empty(), "rank 1 wrote {written:?}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn watchdog_names_the_stalled_collective() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let dog = Watchdog::spawn(
+        Duration::from_millis(100),
+        Box::new(move |msg| {
+            let _ = tx.lock().unwrap().send(msg.to_string());
+            // The real handlers abort the job; here the thread just stops.
+            loop {
+                std::thread::park();
+            }
+        }),
+    );
+    // A collective that finishes in time does not fire it.
+    dog.guard(|| "quick call".into(), || std::thread::sleep(Duration::from_millis(10)));
+    assert!(rx.try_recv().is_err());
+    let waiter = std::thread::spawn(move || rx.recv_timeout(Duration::from_secs(30)));
+    dog.guard(|| "rank 0: all-reduce #2".into(), || std::thread::sleep(Duration::from_millis(600)));
+    let msg = waiter.join().unwrap().expect("the watchdog fired");
+    assert!(msg.starts_with("rank 0: all-reduce #2 did not complete within 0.1 s"), "{msg}");
+    // Its thread is parked in the handler: do not join it.
+    std::mem::forget(dog);
+}
+
+#[test]
+fn distributed_without_the_mpi_feature_says_how_to_build() {
+    if cfg!(feature = "mpi") {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_albert"))
+        .args(["pretrain", "--distributed", "--steps", "1", "--out"])
+        .arg(temp("nofeature"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("built without MPI") && err.contains("--features mpi"), "{err}");
 }
 
 // ------------------------------------------------------------------------------------ MPI
