@@ -370,6 +370,15 @@ pub fn pretrain(
             println!("resuming from {} at step {start}", ck.display());
         }
     }
+    // Initialised (or restored) on the host, then moved: the same seed gives the same start on any device.
+    store.to_device(run.device).map_err(|e| e.to_string())?;
+    if run.bf16 {
+        if !run.device.is_cuda() {
+            return Err("bf16 autocast needs a CUDA device".into());
+        }
+        model.compute_dtype = engine::DType::BF16;
+    }
+    // On the parameters' device: NCCL sums device buffers.
     if let Some(c) = dist {
         distributed::check_same_start(c, &store, start)?;
         if !run.quiet {
@@ -383,15 +392,6 @@ pub fn pretrain(
                 distributed::STEP_STATS
             );
         }
-    }
-
-    // Initialised (or restored) on the host, then moved: the same seed gives the same start on any device.
-    store.to_device(run.device).map_err(|e| e.to_string())?;
-    if run.bf16 {
-        if !run.device.is_cuda() {
-            return Err("bf16 autocast needs a CUDA device".into());
-        }
-        model.compute_dtype = engine::DType::BF16;
     }
     let vocab: Arc<dyn Vocab> = Arc::new(TokVocab { tok: tok.clone(), special });
     let lcfg = LoaderConfig {
