@@ -4,117 +4,22 @@
 //! - MPI: `mpirun -np 2` on the built binary over loopback (needs `--features mpi` and mpirun;
 //!   skipped with a notice otherwise, unless REQUIRE_MPI=1), including a resume with another
 //!   number of ranks and a rank that stops responding (the job must stop, not hang, and the last
-//!   checkpoint must stay intact);
-//! - NCCL: a world of one on the GPU (skipped without a device or libnccl).
+//!   checkpoint must stay intact). The NCCL world of one is in `cuda_distributed.rs`.
 //!
 //! The test model has every dropout at 0 (the presets keep 0.1 on the sentence-order head's pooled
 //! output): with dropout the ranks draw their own masks and match one process only in
 //! distribution.
 
-use albert::data::{CorpusSource, Split};
-use albert::tokenizer::Tokenizer;
-use albert::train::distributed::{NcclGroup, ThreadGroup, Watchdog};
-use albert::train::{self, metrics, ObjectiveKind, OptimizerKind, RunOptions, TrainSettings};
-use albert::AlbertConfig;
+mod dist_common;
+
+use albert::data::CorpusSource;
+use albert::train::distributed::{ThreadGroup, Watchdog};
+use albert::train::{self, metrics, RunOptions};
+use dist_common::{assert_same_losses, config, root, run_opts, settings, small_corpus, temp, tokenizer};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn temp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("albert-dist-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The first 40 documents of the embedded corpus as a corpus file.
-fn small_corpus(dir: &Path) -> PathBuf {
-    let mut text = String::new();
-    for doc in CorpusSource::Embedded.documents(Split::All).unwrap().take(40) {
-        for s in doc.unwrap().sentences.iter().take(40) {
-            text.push_str(s);
-            text.push('\n');
-        }
-        text.push('\n');
-    }
-    let p = dir.join("corpus.txt");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn tokenizer() -> Arc<Tokenizer> {
-    Arc::new(Tokenizer::from_dir(&root().join("data/tokenizer")).unwrap())
-}
-
-fn config(tok: &Tokenizer) -> AlbertConfig {
-    AlbertConfig {
-        vocab_size: tok.vocab_size(),
-        embedding_size: 32,
-        hidden_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 2,
-        intermediate_size: 128,
-        max_position_embeddings: 64,
-        hidden_dropout_prob: 0.0,
-        attention_probs_dropout_prob: 0.0,
-        classifier_dropout_prob: 0.0,
-        ..AlbertConfig::default()
-    }
-}
-
-fn settings(corpus: &Path, steps: usize, accumulate: usize) -> TrainSettings {
-    TrainSettings {
-        objective: ObjectiveKind::Sop,
-        optimizer: OptimizerKind::Adamw,
-        lr: 2e-3,
-        warmup: 2,
-        steps,
-        batch_size: 8,
-        seq_len: 64,
-        accumulate,
-        weight_decay: 0.01,
-        clip_norm: 1.0,
-        seed: 7,
-        max_predictions: 10,
-        eval_batches: 2,
-        corpus: corpus.display().to_string(),
-    }
-}
-
-fn run_opts(out: &Path) -> RunOptions {
-    RunOptions {
-        out: out.to_path_buf(),
-        resume: None,
-        eval_every: 1000,
-        checkpoint_every: 1000,
-        progress_bar: false,
-        log_every: 1000,
-        stop_after: None,
-        quiet: true,
-        device: engine::Device::Cpu,
-        bf16: false,
-        collective: None,
-    }
-}
-
-fn assert_same_losses(one: &[metrics::Row], many: &[metrics::Row], what: &str) {
-    let train = |r: &[metrics::Row]| {
-        r.iter().filter(|r| r.kind == "train").map(|r| (r.step, r.loss, r.mlm_acc)).collect::<Vec<_>>()
-    };
-    let (a, b) = (train(one), train(many));
-    assert_eq!(a.len(), b.len(), "{what}: {} vs {} steps", a.len(), b.len());
-    for ((s1, l1, acc1), (s2, l2, acc2)) in a.iter().zip(&b) {
-        assert_eq!(s1, s2);
-        assert!((l1 - l2).abs() <= 1e-5, "{what}: step {s1} loss {l1} (one process) vs {l2}");
-        assert!((acc1 - acc2).abs() <= 1e-5, "{what}: step {s1} MLM accuracy {acc1} vs {acc2}");
-    }
-}
 
 #[test]
 fn two_thread_ranks_match_one_process() {
@@ -306,31 +211,5 @@ fn mpirun_stalled_rank_stops_the_job_and_keeps_the_checkpoint() {
     assert!(ck.join("trainer_state.json").is_file(), "checkpoint-2 is missing");
     assert!(ck.join("model.safetensors").is_file());
     assert!(!dir.join("run/checkpoint-0000004").exists());
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-// ------------------------------------------------------------------------------------ NCCL
-
-#[test]
-fn nccl_world_of_one_matches_no_collective_on_the_gpu() {
-    if kernels::cuda::test_device().is_none() {
-        return;
-    }
-    if !kernels::cuda::nccl_present() {
-        eprintln!("skipped: libnccl.so.2 not found on the library path");
-        return;
-    }
-    let dir = temp("nccl");
-    let corpus = small_corpus(&dir);
-    let tok = tokenizer();
-    let cfg = config(&tok);
-    let s = settings(&corpus, 4, 1);
-    let gpu = engine::Device::Cuda(0);
-    let plain = RunOptions { device: gpu, ..run_opts(&dir.join("plain")) };
-    let a = train::pretrain(&s, &plain, &cfg, tok.clone(), CorpusSource::path(&corpus)).unwrap();
-    let group = NcclGroup::single(0, Duration::from_secs(60)).unwrap();
-    let nccl = RunOptions { device: gpu, collective: Some(Rc::new(group)), ..run_opts(&dir.join("nccl")) };
-    let b = train::pretrain(&s, &nccl, &cfg, tok, CorpusSource::path(&corpus)).unwrap();
-    assert_same_losses(&a.train_rows, &b.train_rows, "NCCL world of one");
     let _ = std::fs::remove_dir_all(&dir);
 }
