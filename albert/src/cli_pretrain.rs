@@ -74,6 +74,54 @@ pub struct PretrainArgs {
     /// state and reductions.
     #[arg(long)]
     pub bf16: bool,
+    /// Data-parallel training under mpirun (build with `--features mpi`): every rank computes
+    /// the gradient of its share of each global batch of --batch-size rows; rank 0 writes the
+    /// outputs. With --device cuda, one GPU per rank (its local rank) and NCCL sums the gradients.
+    #[arg(long)]
+    pub distributed: bool,
+    /// Seconds a collective may wait for the other ranks before the job is stopped (a dead or
+    /// hung rank); covers rank 0's evaluations and checkpoints, which the others wait for.
+    #[arg(long, default_value_t = 900.0)]
+    pub collective_timeout: f64,
+    /// Stop (with a checkpoint) after this many steps in this run; continue with --resume.
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+}
+
+/// The process group of a `--distributed` run: kept alive for the whole run (MPI finalises when
+/// it drops) and the collective the trainer sums through.
+type Group = (Option<Box<dyn std::any::Any>>, Option<std::rc::Rc<dyn train::Collective>>, usize);
+
+#[cfg(feature = "mpi")]
+fn join_group(a: &PretrainArgs, device: &mut engine::Device) -> Result<Group, String> {
+    if !a.distributed {
+        return Ok((None, None, 0));
+    }
+    let timeout = std::time::Duration::from_secs_f64(a.collective_timeout.max(0.001));
+    let mpi = std::rc::Rc::new(crate::dist_mpi::Mpi::init(timeout)?);
+    let rank = train::Collective::rank(&*mpi);
+    let collective: std::rc::Rc<dyn train::Collective> = if device.is_cuda() {
+        // One GPU per rank: --device cuda picks the local rank's GPU, cuda:N forces N.
+        if a.device == "cuda" {
+            *device = engine::Device::Cuda(mpi.local_rank());
+            device.check_available().map_err(|e| format!("rank {rank}: {e}"))?;
+        }
+        let engine::Device::Cuda(ordinal) = *device else { unreachable!("checked is_cuda") };
+        std::rc::Rc::new(mpi.nccl(ordinal, timeout)?)
+    } else {
+        mpi.clone()
+    };
+    Ok((Some(Box::new(mpi)), Some(collective), rank))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn join_group(a: &PretrainArgs, _device: &mut engine::Device) -> Result<Group, String> {
+    if a.distributed {
+        return Err("--distributed: this albert was built without MPI; rebuild with \
+                    `cargo build --release --features mpi` (needs an MPI library, e.g. Debian's libopenmpi-dev)"
+            .into());
+    }
+    Ok((None, None, 0))
 }
 
 /// The tokenizer for a run: `--tokenizer DIR`, or the shipped default written into `out`.
@@ -82,7 +130,8 @@ pub fn resolve_tokenizer(dir: Option<&PathBuf>, out: &std::path::Path) -> Result
         Some(d) => Tokenizer::from_dir(d),
         None => {
             std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-            let path = out.join(".default-tokenizer.json");
+            // One file per process: the ranks of a distributed run may share `out`.
+            let path = out.join(format!(".default-tokenizer-{}.json", std::process::id()));
             std::fs::write(&path, DEFAULT_TOKENIZER_JSON).map_err(|e| format!("{}: {e}", path.display()))?;
             let t = Tokenizer::from_tokenizer_json(&path);
             let _ = std::fs::remove_file(&path);
@@ -92,8 +141,10 @@ pub fn resolve_tokenizer(dir: Option<&PathBuf>, out: &std::path::Path) -> Result
 }
 
 pub fn run(a: &PretrainArgs) -> Result<(), String> {
-    let device = engine::Device::parse(&a.device).map_err(|e| format!("--device: {e}"))?;
+    let mut device = engine::Device::parse(&a.device).map_err(|e| format!("--device: {e}"))?;
     device.check_available().map_err(|e| e.to_string())?;
+    let (_group, collective, rank) = join_group(a, &mut device)?;
+    let world = collective.as_ref().map_or(1, |c| c.world_size());
     if a.bf16 && !device.is_cuda() {
         return Err("--bf16 needs --device cuda (bf16 is a storage format on the CPU)".into());
     }
@@ -140,12 +191,13 @@ pub fn run(a: &PretrainArgs) -> Result<(), String> {
         resume: a.resume.clone(),
         eval_every: a.eval_every.max(1),
         checkpoint_every: a.checkpoint_every.max(1),
-        progress_bar: std::io::stdout().is_terminal(),
+        progress_bar: std::io::stdout().is_terminal() && collective.is_none(),
         log_every: 50,
-        stop_after: None,
-        quiet: false,
+        stop_after: a.stop_after,
+        quiet: rank != 0,
         device,
         bf16: a.bf16,
+        collective,
     };
     ctrlc::set_handler(|| {
         if train::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -155,6 +207,16 @@ pub fn run(a: &PretrainArgs) -> Result<(), String> {
         eprintln!("Ctrl-C: finishing this step and writing a checkpoint (press again to quit now)");
     })
     .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    if rank != 0 {
+        let s = train::pretrain(&settings, &run, &config, tok, corpus)?;
+        if s.stopped_early {
+            eprintln!("rank {rank}: stopped at step {}", s.step);
+        }
+        return Ok(());
+    }
+    if world > 1 {
+        println!("data parallel: {world} ranks share each global batch of {} rows", settings.batch_size);
+    }
     println!(
         "pretraining {} (E {} H {} L {} heads {} I {} V {}, sharing {}) on {}: {} steps of {} x {} tokens, {:?} lr {lr}, {} threads",
         a.preset.as_deref().unwrap_or(if a.config.is_some() { "config" } else { "tiny" }),

@@ -12,6 +12,8 @@ pub mod cli_pretrain;
 pub mod cli_tokenizer;
 pub mod config;
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod dist_mpi;
 
 pub use config::{Activation, AlbertConfig, Sharing};
 pub mod model;

@@ -221,6 +221,7 @@ fn a_short_gpu_pretraining_run_lowers_the_loss() {
             quiet: true,
             device: d,
             bf16,
+            collective: None,
         };
         let sum = train::pretrain(&s, &run, &cfg, tok.clone(), CorpusSource::path(&corpus)).unwrap();
         let rows = &sum.train_rows;

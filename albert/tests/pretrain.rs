@@ -84,6 +84,7 @@ fn run_opts(out: &Path) -> RunOptions {
         quiet: true,
         device: engine::Device::Cpu,
         bf16: false,
+        collective: None,
     }
 }
 

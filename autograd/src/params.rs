@@ -105,6 +105,23 @@ impl ParamStore {
         }
     }
 
+    /// Replaces a gradient (e.g. by the sum over data-parallel ranks); None clears it.
+    pub fn set_grad(&mut self, id: ParamId, grad: Option<Tensor>) -> Result<()> {
+        let p = &mut self.params[id.0];
+        if let Some(g) = &grad {
+            if g.shape() != p.value.shape() {
+                return Err(Error::Shape(format!(
+                    "parameter {}: gradient {} vs value {}",
+                    p.name,
+                    g.dims(),
+                    p.value.dims()
+                )));
+            }
+        }
+        p.grad = grad;
+        Ok(())
+    }
+
     /// Moves every value (and gradient) to `device`.
     pub fn to_device(&mut self, device: engine::Device) -> Result<()> {
         for p in &mut self.params {

@@ -11,6 +11,7 @@
 //! step come from the checkpoint, the loader regenerates and skips the batches already used, and
 //! per-step randomness is derived from (seed, step), so no generator state needs saving.
 
+pub mod distributed;
 pub mod metrics;
 pub mod plots;
 
@@ -21,6 +22,7 @@ use crate::model::{Albert, Heads, Mode, OrderHead};
 use crate::optim::{self, AdamW, Lamb, Optimizer, Schedule};
 use crate::tokenizer::Tokenizer;
 use autograd::{ParamStore, Tape};
+pub use distributed::Collective;
 use engine::Rng;
 use metrics::Row;
 use serde::{Deserialize, Serialize};
@@ -103,6 +105,9 @@ pub struct RunOptions {
     pub device: engine::Device,
     /// bf16 autocast (GPU only): bf16 compute, f32 master weights and optimizer state.
     pub bf16: bool,
+    /// Data parallelism (`distributed`): this process is one rank of a group that shares each
+    /// global batch; rank 0 alone evaluates and writes checkpoints, metrics and plots.
+    pub collective: Option<std::rc::Rc<dyn Collective>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -325,6 +330,12 @@ pub fn pretrain(
     if settings.steps == 0 || settings.accumulate == 0 || settings.batch_size == 0 {
         return Err("steps, accumulate and batch_size must be positive".into());
     }
+    let dist = run.collective.as_deref();
+    let (rank, world) = dist.map_or((0, 1), |c| (c.rank(), c.world_size()));
+    let lead = rank == 0;
+    if settings.batch_size < world {
+        return Err(format!("batch size {} is smaller than the {world} ranks sharing it", settings.batch_size));
+    }
     std::fs::create_dir_all(&run.out).map_err(io(run.out.display()))?;
     let mut store = ParamStore::new();
     let heads = Heads { order: settings.objective.head(), ..Heads::pretraining() };
@@ -359,7 +370,6 @@ pub fn pretrain(
             println!("resuming from {} at step {start}", ck.display());
         }
     }
-
     // Initialised (or restored) on the host, then moved: the same seed gives the same start on any device.
     store.to_device(run.device).map_err(|e| e.to_string())?;
     if run.bf16 {
@@ -367,6 +377,21 @@ pub fn pretrain(
             return Err("bf16 autocast needs a CUDA device".into());
         }
         model.compute_dtype = engine::DType::BF16;
+    }
+    // On the parameters' device: NCCL sums device buffers.
+    if let Some(c) = dist {
+        distributed::check_same_start(c, &store, start)?;
+        if !run.quiet {
+            let n = distributed::flat_len(&store, distributed::STEP_STATS);
+            println!(
+                "data parallel: {world} ranks; one all-reduce per step of {n} f32 ({:.3} MB: {} gradients of {} tensors, \
+                 their flags and {} stats)",
+                (n * 4) as f64 / 1e6,
+                store.numel(),
+                store.len(),
+                distributed::STEP_STATS
+            );
+        }
     }
     let vocab: Arc<dyn Vocab> = Arc::new(TokVocab { tok: tok.clone(), special });
     let lcfg = LoaderConfig {
@@ -378,13 +403,17 @@ pub fn pretrain(
         start_at_batch: start * settings.accumulate,
         ..LoaderConfig::default()
     };
-    let eval = build_eval_set(&corpus, vocab.clone(), &lcfg, Some(settings.eval_batches)).map_err(|e| e.to_string())?;
+    let eval = if lead {
+        build_eval_set(&corpus, vocab.clone(), &lcfg, Some(settings.eval_batches)).map_err(|e| e.to_string())?
+    } else {
+        Vec::new()
+    };
     let most_frequent = most_frequent_token(&eval, config.vocab_size, special)?;
     let mut loader = Loader::new(corpus, vocab, lcfg).map_err(|e| e.to_string())?;
     let schedule = Schedule::new(settings.lr, settings.warmup as u64, settings.steps as u64);
     let ctx = Run { settings, run, config, tok: &tok };
     let metrics_path = run.out.join("metrics.csv");
-    let mut rows = if start > 0 { metrics::read(&metrics_path, start) } else { Vec::new() };
+    let mut rows = if start > 0 && lead { metrics::read(&metrics_path, start) } else { Vec::new() };
 
     let bar = if run.progress_bar && !run.quiet {
         let b = indicatif::ProgressBar::new(settings.steps as u64);
@@ -411,11 +440,20 @@ pub fn pretrain(
         let t0 = Instant::now();
         let lr = schedule.lr_at(step as u64);
         let (mut loss, mut mlm_l, mut ord_l, mut mlm_acc, mut ord_acc, mut tokens) = (0.0, 0.0, 0.0, 0.0, 0.0, 0);
-        let mut rng = step_rng(settings.seed, step);
+        let mut rng = step_rng(distributed::rank_seed(settings.seed, rank), step);
         for _ in 0..settings.accumulate {
             let batch = match loader.next_batch() {
                 Some(b) => b.map_err(|e| e.to_string())?,
                 None => return Err("the data loader ended unexpectedly".into()),
+            };
+            // Data parallel: this rank's rows, and the weights that make the ranks' losses sum
+            // to the global batch's means.
+            let (batch, share) = match dist {
+                Some(_) => {
+                    let sh = distributed::shard(&batch, rank, world)?;
+                    (sh.batch, Some((sh.mlm_weight, sh.order_weight)))
+                }
+                None => (batch, None),
             };
             let tape = Tape::new();
             let l = model
@@ -429,6 +467,24 @@ pub fn pretrain(
                 )
                 .map_err(e)?;
             let k = settings.accumulate as f64;
+            if let Some((wm, wo)) = share {
+                // Stats and loss as this rank's part of the global means; the non-finite check
+                // happens after the all-reduce, so every rank stops at the same step.
+                let mut part = l.mlm.scale(wm / k).map_err(e)?;
+                mlm_l += l.mlm.value().item().map_err(e)? * wm / k;
+                let targets = l.mlm_targets.ids("train").map_err(e)?;
+                mlm_acc += metrics::accuracy(&l.mlm_logits.value().f32_values(), config.vocab_size, &targets) * wm / k;
+                if let (Some(o), Some(ol)) = (&l.order, &l.order_logits) {
+                    part = part.add(&o.scale(wo / k).map_err(e)?).map_err(e)?;
+                    ord_l += o.value().item().map_err(e)? * wo / k;
+                    let labels = batch.order_labels.ids("train").map_err(e)?;
+                    ord_acc += metrics::accuracy(&ol.value().f32_values(), 2, &labels) * wo / k;
+                }
+                loss += part.value().item().map_err(e)?;
+                tokens += batch.tokens;
+                tape.backward(&part, &mut store).map_err(e)?;
+                continue;
+            }
             let lv = l.total.value().item().map_err(e)?;
             if !lv.is_finite() {
                 say(format!(
@@ -450,6 +506,20 @@ pub fn pretrain(
             // mean over micro-batches: scale the loss before backward
             let total = if settings.accumulate > 1 { l.total.scale(1.0 / k).map_err(e)? } else { l.total.clone() };
             tape.backward(&total, &mut store).map_err(e)?;
+        }
+        let mut interrupted = INTERRUPTED.load(Ordering::SeqCst);
+        if let Some(c) = dist {
+            // The step's one collective: gradients, stats and the Ctrl-C flag of every rank.
+            let stats: [f64; distributed::STEP_STATS] =
+                [loss, mlm_l, ord_l, mlm_acc, ord_acc, tokens as f64, f64::from(u8::from(interrupted))];
+            let sum = distributed::all_reduce_step(c, &mut store, &stats)?;
+            (loss, mlm_l, ord_l, mlm_acc, ord_acc) = (sum[0], sum[1], sum[2], sum[3], sum[4]);
+            tokens = sum[5].round() as usize;
+            interrupted = sum[6] > 0.0;
+            if !loss.is_finite() {
+                say(format!("step {step}: the loss is {loss}; stopping. The last good checkpoint is kept."));
+                return Err(format!("non-finite loss ({loss}) at step {step}"));
+            }
         }
         let norm = optim::clip_grad_norm(&mut store, settings.clip_norm);
         if !norm.is_finite() {
@@ -487,9 +557,8 @@ pub fn pretrain(
             None => {}
         }
         rows.push(row);
-        let interrupted = INTERRUPTED.load(Ordering::SeqCst);
         let stop_here = run.stop_after.is_some_and(|n| step - start >= n);
-        if step % run.eval_every == 0 || step == settings.steps {
+        if lead && (step % run.eval_every == 0 || step == settings.steps) {
             let r = evaluate(&model, &store, &eval, most_frequent, step, lr)?;
             let (ma, ba, ml, oa) = (r.mlm_acc, r.mlm_baseline_acc, r.mlm_loss, r.order_acc);
             say(format!(
@@ -500,7 +569,7 @@ pub fn pretrain(
             last_eval = Some(r);
         }
         let checkpoint_now = step % run.checkpoint_every == 0 || step == settings.steps || interrupted || stop_here;
-        if checkpoint_now {
+        if checkpoint_now && lead {
             ctx.save_checkpoint(step, &store, opt.as_ref())?;
             metrics::write(&metrics_path, &rows).map_err(io(metrics_path.display()))?;
             if let Err(err) = plots::write(&run.out, &rows) {

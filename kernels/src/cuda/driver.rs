@@ -595,3 +595,121 @@ pub fn tensor_map_bf16(base: DevPtr, dims: &[u64], strides_bytes: &[u64], box_di
     })?;
     Ok(TensorMap(map.opaque))
 }
+
+// ------------------------------------------------------------------------------------ NCCL
+//
+// Data-parallel training sums the gradients of every process (one per GPU) with one NCCL
+// all-reduce per step. libnccl (libnccl.so.2) is loaded lazily, like libcuda: only when a
+// communicator is made, never by probing devices or launching kernels. How the ranks meet: rank 0
+// makes an [`NcclId`] and every rank receives its 128 bytes before calling [`NcclComm::new`]
+// (albert sends it with an MPI broadcast; a file on a shared filesystem works as well).
+
+/// Whether libnccl can be loaded. Never panics.
+pub fn nccl_present() -> bool {
+    // SAFETY: only tries to dlopen the library by its candidate names.
+    unsafe { cudarc::nccl::sys::is_culib_present() }
+}
+
+/// The NCCL version as an integer (e.g. 22703 for 2.27.3).
+pub fn nccl_version() -> CudaResult<i32> {
+    if !nccl_present() {
+        return Err(CudaError("NCCL: libnccl.so.2 not found on the library path".into()));
+    }
+    cudarc::nccl::result::get_nccl_version().map_err(|e| err("ncclGetVersion", e))
+}
+
+/// The id every rank of one NCCL communicator is created with (128 opaque bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NcclId(pub [u8; 128]);
+
+impl NcclId {
+    /// A fresh id (made once, by rank 0, then sent to the other ranks).
+    pub fn new() -> CudaResult<NcclId> {
+        if !nccl_present() {
+            return Err(CudaError("NCCL: libnccl.so.2 not found on the library path".into()));
+        }
+        let id = cudarc::nccl::result::get_uniqueid().map_err(|e| err("ncclGetUniqueId", e))?;
+        Ok(NcclId(id.internal.map(|c| c as u8)))
+    }
+}
+
+/// One rank's NCCL communicator, bound to one device and issuing on that device's stream.
+pub struct NcclComm {
+    comm: cudarc::nccl::sys::ncclComm_t,
+    gpu: Arc<Gpu>,
+    rank: usize,
+    world: usize,
+}
+
+// SAFETY: an NCCL communicator may be used from any thread, one call at a time; every method
+// takes &self and the trainer calls them from one thread.
+unsafe impl Send for NcclComm {}
+
+impl fmt::Debug for NcclComm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NcclComm(rank {} of {} on cuda:{})", self.rank, self.world, self.gpu.ordinal)
+    }
+}
+
+impl NcclComm {
+    /// Joins the communicator `id` as `rank` of `world` on `gpu`. Blocks until every rank has
+    /// joined (NCCL's own bootstrap over TCP).
+    pub fn new(gpu: &Arc<Gpu>, id: &NcclId, rank: usize, world: usize) -> CudaResult<NcclComm> {
+        if rank >= world {
+            return Err(CudaError(format!("NCCL: rank {rank} is outside a world of {world}")));
+        }
+        if !nccl_present() {
+            return Err(CudaError("NCCL: libnccl.so.2 not found on the library path".into()));
+        }
+        gpu.ctx.bind_to_thread().map_err(|e| err("binding the context before ncclCommInitRank", e))?;
+        let uid = cudarc::nccl::sys::ncclUniqueId { internal: id.0.map(|b| b as c_char) };
+        let mut comm = std::mem::MaybeUninit::uninit();
+        // SAFETY: `comm` is a valid out-pointer; the id is the 128 bytes rank 0 made.
+        unsafe { cudarc::nccl::result::comm_init_rank(comm.as_mut_ptr(), world as i32, uid, rank as i32) }
+            .map_err(|e| err(&format!("ncclCommInitRank (rank {rank} of {world}, cuda:{})", gpu.ordinal), e))?;
+        // SAFETY: initialised by the successful call above.
+        let comm = unsafe { comm.assume_init() };
+        Ok(NcclComm { comm, gpu: gpu.clone(), rank, world })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn world_size(&self) -> usize {
+        self.world
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    /// Sums `count` f32 values at `buf` (on this communicator's device) over all ranks, in place,
+    /// queued on the device's stream like a kernel launch.
+    pub fn all_reduce_sum_f32(&self, buf: DevPtr, count: usize) -> CudaResult<()> {
+        use cudarc::nccl::sys::{ncclDataType_t, ncclRedOp_t};
+        let p = buf.0 as *mut std::ffi::c_void;
+        // SAFETY: `buf` holds `count` f32 on this device (the caller's contract); in-place
+        // all-reduce (send == receive) is allowed by NCCL; the stream belongs to this device.
+        unsafe {
+            cudarc::nccl::result::all_reduce(
+                p,
+                p,
+                count,
+                ncclDataType_t::ncclFloat32,
+                ncclRedOp_t::ncclSum,
+                self.comm,
+                self.gpu.stream.cu_stream() as _,
+            )
+        }
+        .map(|_| ())
+        .map_err(|e| err(&format!("ncclAllReduce of {count} f32 (rank {} of {})", self.rank, self.world), e))
+    }
+}
+
+impl Drop for NcclComm {
+    fn drop(&mut self) {
+        // SAFETY: a live communicator, destroyed once.
+        let _ = unsafe { cudarc::nccl::result::comm_destroy(self.comm) };
+    }
+}

@@ -26,6 +26,7 @@ pub mod softmax;
 pub mod sources;
 
 pub use driver::{gpu, Arg, CudaError, CudaResult, DevPtr, DeviceBuffer, Dims6, Gpu, Launch};
+pub use driver::{nccl_present, nccl_version, NcclComm, NcclId};
 
 /// The element type of a GPU buffer that kernels compute on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
