@@ -467,7 +467,13 @@ fn run_torch(args: &BenchArgs, script: &Path, threads: usize, c: &AlbertConfig) 
             }
         }
     }
-    let out = cmd.output().map_err(|e| {
+    let out = cmd.output();
+    if args.what != BenchWhat::Gemm {
+        // Best effort: a leftover file in the temp dir is harmless.
+        let _ =
+            std::fs::remove_file(std::env::temp_dir().join(format!("albert-bench-config-{}.json", std::process::id())));
+    }
+    let out = out.map_err(|e| {
         format!(
             "bench --vs-pytorch: cannot run {}: {e}; install the baseline with `pip install torch transformers`",
             args.python

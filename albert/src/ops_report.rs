@@ -61,6 +61,16 @@ fn table() -> Vec<(&'static str, &'static str, &'static str, Check)> {
             softmax::softmax_fwd_scalar(&mut o2, &x, Some(&m), r, c, 12, 0.125);
             max_diff(&o1, &o2)
         }),
+        ("attention (fused)", "attention_fwd (QK^T, softmax, PV)", "attention_bwd (recomputes P)", |s| {
+            use kernels::cpu::attention::{self as att, Attn};
+            let a = Attn { batch: 2, seq: 19, heads: 3, head_dim: 8 };
+            let (q, k, v) = (inputs(s, a.len()), inputs(s + 1, a.len()), inputs(s + 2, a.len()));
+            let m: Vec<f32> = (0..a.batch * a.seq).map(|i| if i % 5 == 4 { f32::MIN } else { 0.0 }).collect();
+            let (mut o1, mut o2) = (vec![0.0; a.len()], vec![0.0; a.len()]);
+            att::attention_fwd(&a, &q, &k, &v, Some(&m), 0.35, &mut o1);
+            att::attention_fwd_scalar(&a, &q, &k, &v, Some(&m), 0.35, &mut o2);
+            max_diff(&o1, &o2)
+        }),
         ("layer_norm", "layernorm_fwd", "layernorm_bwd", |s| {
             let (r, c) = (17, 771);
             let (x, g, b) = (inputs(s, r * c), inputs(s + 1, c), inputs(s + 2, c));
