@@ -5,6 +5,9 @@ pub mod checkpoint;
 pub mod cli_bench;
 pub mod cli_bench_cuda;
 pub mod cli_eval;
+pub mod cli_experiment;
+pub mod cli_explain;
+pub mod cli_finetune;
 pub mod cli_forward;
 pub mod cli_infer;
 pub mod cli_params;
@@ -12,6 +15,7 @@ pub mod cli_pretrain;
 pub mod cli_tokenizer;
 pub mod config;
 pub mod data;
+pub mod finetune;
 
 pub use config::{Activation, AlbertConfig, Sharing};
 pub mod model;
