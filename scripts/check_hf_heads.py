@@ -31,8 +31,10 @@ def main():
     if a.model.startswith("random:"):
         torch.manual_seed(0)
         cfg = transformers.AlbertConfig(vocab_size=97, embedding_size=16, hidden_size=32, num_hidden_layers=3,
-                                        num_attention_heads=4, intermediate_size=48, num_labels=5,
+                                        num_attention_heads=4, intermediate_size=48,
                                         max_position_embeddings=32)
+        # question answering needs exactly 2 outputs (start, end); the classifiers get 5 labels
+        cfg.num_labels = 2 if a.model.endswith("QuestionAnswering") else 5
         keep = tempfile.TemporaryDirectory()
         getattr(transformers, a.model[len("random:"):])(cfg).save_pretrained(keep.name)
         a.model = keep.name
