@@ -242,3 +242,18 @@ pub fn classify(a: &ClassifyArgs) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_default_model_says_how_to_make_one() {
+        if Path::new(DEFAULT_PRETRAINED).join(crate::checkpoint::WEIGHTS_FILE).is_file() {
+            return; // run from a checkout that has pretrained: nothing to check here
+        }
+        let err = resolve_start(None).unwrap_err();
+        assert!(err.contains("cargo run --release -- pretrain"), "{err}");
+        assert!(matches!(resolve_start(Some("random")), Ok(Start::Random)));
+    }
+}
