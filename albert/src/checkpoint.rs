@@ -41,7 +41,7 @@ const TIED: [(&str, &str); 2] = [
     ("predictions.decoder.bias", "predictions.bias"),
 ];
 /// Head prefixes: tensors under these that the store lacks are reported, not rejected.
-const HEAD_PREFIXES: [&str; 3] = ["predictions.", "sop_classifier.", "classifier."];
+const HEAD_PREFIXES: [&str; 5] = ["predictions.", "sop_classifier.", "nsp_classifier.", "classifier.", "qa_outputs."];
 
 // ====================================================================================== errors
 
@@ -380,7 +380,7 @@ fn write_atomically(
 }
 
 /// Writes a text file atomically (see [`write_tensors`]).
-fn write_text_atomically(path: &Path, text: &str) -> Result<(), CheckpointError> {
+pub fn write_text_atomically(path: &Path, text: &str) -> Result<(), CheckpointError> {
     write_atomically(path, |tmp| {
         let mut f = File::create(tmp).map_err(|e| CheckpointError::io(tmp, "create", e))?;
         f.write_all(text.as_bytes()).map_err(|e| CheckpointError::io(tmp, "write", e))?;

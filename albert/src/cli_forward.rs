@@ -35,13 +35,24 @@ pub fn heads_in(names: &[String], config: &AlbertConfig) -> Result<Heads, String
     } else {
         None
     };
-    let num_labels = if has("classifier.weight") {
+    let pooler = has("albert.pooler.weight");
+    let labels = if has("classifier.weight") {
         let n = config.extra.get("id2label").and_then(|m| m.as_object()).map(|m| m.len());
         Some(n.unwrap_or(2))
     } else {
         None
     };
-    Ok(Heads { pooler: has("albert.pooler.weight"), mlm: has("predictions.dense.weight"), order, num_labels })
+    // `classifier.*` is the sequence classifier on the pooled output (AlbertForSequenceClassification,
+    // which has the pooler) or the per-token classifier (AlbertForTokenClassification, which has none).
+    let (num_labels, token_labels) = if pooler { (labels, None) } else { (None, labels) };
+    Ok(Heads {
+        pooler,
+        mlm: has("predictions.dense.weight"),
+        order,
+        num_labels,
+        token_labels,
+        qa: has("qa_outputs.weight"),
+    })
 }
 
 /// Loads a model directory into a fresh store (heads inferred from the weights).
@@ -50,7 +61,12 @@ pub fn load_model(dir: &Path) -> Result<(Albert, ParamStore), String> {
     let names: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
     let mut heads = heads_in(&names, &config)?;
     if let Some((_, w)) = tensors.iter().find(|(n, _)| n == "classifier.weight") {
-        heads.num_labels = Some(w.shape()[0]);
+        let n = Some(w.shape()[0]);
+        if heads.num_labels.is_some() {
+            heads.num_labels = n;
+        } else {
+            heads.token_labels = n;
+        }
     }
     let mut store = ParamStore::new();
     let model = Albert::new_zeroed(&config, heads, &mut store).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -118,6 +134,15 @@ pub fn forward_outputs(model: &Albert, store: &ParamStore, inputs: &Inputs) -> R
             "logits".into(),
             model.classifier_logits(&tape, store, p, &mut Mode::Eval).map_err(e)?.value().clone(),
         ));
+    }
+    if model.heads.token_labels.is_some() {
+        let logits = model.token_logits(&tape, store, &enc.sequence, &mut Mode::Eval).map_err(e)?;
+        out.push(("logits".into(), logits.value().clone()));
+    }
+    if model.heads.qa {
+        let (start, end) = model.qa_logits(&tape, store, &enc.sequence).map_err(e)?;
+        out.push(("start_logits".into(), start.value().clone()));
+        out.push(("end_logits".into(), end.value().clone()));
     }
     Ok(out)
 }

@@ -5,6 +5,9 @@ pub mod checkpoint;
 pub mod cli_bench;
 pub mod cli_bench_cuda;
 pub mod cli_eval;
+pub mod cli_experiment;
+pub mod cli_explain;
+pub mod cli_finetune;
 pub mod cli_forward;
 pub mod cli_infer;
 pub mod cli_params;
@@ -14,6 +17,7 @@ pub mod config;
 pub mod data;
 #[cfg(feature = "mpi")]
 pub mod dist_mpi;
+pub mod finetune;
 
 pub use config::{Activation, AlbertConfig, Sharing};
 pub mod model;

@@ -1,9 +1,12 @@
-//! The `albert` command-line tool. The model, pretraining and fine-tuning commands arrive with
-//! their issues; today it reports the kernels this CPU runs and checks them live.
+//! The `albert` command-line tool: pretraining, fine-tuning, the paper's ablations, inference and
+//! teaching views; with no command it reports the kernels this CPU runs and checks them live.
 
 mod ops_report;
 
-use albert::{cli_bench, cli_eval, cli_forward, cli_infer, cli_params, cli_pretrain, cli_tokenizer};
+use albert::{
+    cli_bench, cli_eval, cli_experiment, cli_explain, cli_finetune, cli_forward, cli_infer, cli_params, cli_pretrain,
+    cli_tokenizer,
+};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -37,6 +40,15 @@ enum Command {
     FillMask(cli_infer::FillMaskArgs),
     /// Pooled and mean-pooled embeddings of texts, as JSON.
     Embed(cli_infer::EmbedArgs),
+    /// Fine-tune for sequence classification (default: the polarity set from runs/pretrain).
+    Finetune(cli_finetune::FinetuneArgs),
+    /// Label probabilities of a text (or a pair) under a fine-tuned model.
+    Classify(cli_finetune::ClassifyArgs),
+    /// The paper's ablations: pretrain variants with one budget, evaluate, fine-tune, tabulate.
+    #[command(subcommand)]
+    Experiment(cli_experiment::ExperimentCommand),
+    /// One forward pass op by op (shapes, weight ids, FLOPs, bytes, time) and attention maps.
+    Explain(cli_explain::ExplainArgs),
     /// Train or inspect tokenizers.
     #[command(subcommand)]
     Tokenizer(cli_tokenizer::TokenizerCommand),
@@ -70,6 +82,10 @@ fn main() -> ExitCode {
         Command::Eval(args) => cli_eval::run(&args),
         Command::FillMask(args) => cli_infer::fill_mask(&args),
         Command::Embed(args) => cli_infer::embed(&args),
+        Command::Finetune(args) => cli_finetune::run(&args),
+        Command::Classify(args) => cli_finetune::classify(&args),
+        Command::Experiment(cmd) => cli_experiment::run(&cmd),
+        Command::Explain(args) => cli_explain::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,8 @@
 //!   the first contribution is stored as is, further ones (fan-out) are added.
 //! - `backward` drains the tape: every node and saved tensor is freed as the pass goes, and the
 //!   tape is empty afterwards, so nothing grows across training steps.
+//! - [`trace`] (off by default) records every op of a forward pass with shapes, parameter ids,
+//!   FLOPs, bytes and time, for `albert explain`.
 //! - [`gradcheck`] compares the tape's gradients with f64 central finite differences.
 
 mod gradcheck;
@@ -19,6 +21,7 @@ mod op;
 mod params;
 pub mod profile;
 mod tape;
+pub mod trace;
 mod var;
 
 pub use gradcheck::{gradcheck, GradCheck};

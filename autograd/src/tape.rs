@@ -3,6 +3,7 @@
 use crate::op::Op;
 use crate::params::{ParamId, ParamStore};
 use crate::profile;
+use crate::trace;
 use crate::var::Var;
 use engine::{Error, Result, Tensor};
 use std::cell::RefCell;
@@ -99,6 +100,15 @@ impl Tape {
     /// Records `op` producing `value` from `inputs`; records nothing when no input needs a gradient.
     pub(crate) fn record<'t>(&'t self, op: Op, inputs: &[&Var<'t>], value: Tensor) -> Var<'t> {
         let ids: Vec<Option<usize>> = inputs.iter().map(|v| v.id()).collect();
+        if trace::enabled() {
+            let inner = self.inner.borrow();
+            let param = |id: Option<usize>| match id.map(|i| &inner.nodes[i].op) {
+                Some(Op::Leaf { param }) => *param,
+                _ => None,
+            };
+            let ins: Vec<(&Tensor, Option<ParamId>)> = inputs.iter().map(|v| (v.value(), param(v.id()))).collect();
+            trace::record(&op, &ins, &value);
+        }
         let id = if ids.iter().any(Option::is_some) {
             self.push(op, ids, value.shape())
         } else {

@@ -6,6 +6,10 @@
 //!   classifier dropout as in transformers; or the NSP head of the same shape for the paper's
 //!   ablation, stored as `nsp_classifier.classifier` so the two can never be confused.
 //! - Sequence classification (`classifier`, [num_labels, H]): dropout + Linear on the pooled output.
+//! - Token classification (`classifier`, [num_labels, H], AlbertForTokenClassification): dropout +
+//!   Linear on every position of the sequence output (logits [B, S, num_labels]); no pooler.
+//! - Extractive question answering (`qa_outputs`, [2, H], AlbertForQuestionAnswering): Linear on
+//!   every position, split into start and end logits ([B, S] each); no pooler, no dropout.
 
 use super::params::{Init, Linear, Norm};
 use super::{Albert, Inputs, Mode};
@@ -29,25 +33,54 @@ pub struct Heads {
     pub pooler: bool,
     pub mlm: bool,
     pub order: Option<OrderHead>,
+    /// Sequence classification (`classifier.*` on the pooled output).
     pub num_labels: Option<usize>,
+    /// Token classification (`classifier.*` on every position; excludes `num_labels`).
+    pub token_labels: Option<usize>,
+    /// Question answering (`qa_outputs.*`: start / end logits).
+    pub qa: bool,
 }
 
 impl Heads {
     /// AlbertModel: encoder + pooler only.
     pub fn base() -> Heads {
-        Heads { pooler: true, mlm: false, order: None, num_labels: None }
+        Heads { pooler: true, mlm: false, order: None, num_labels: None, token_labels: None, qa: false }
     }
     /// AlbertForPreTraining: MLM + SOP.
     pub fn pretraining() -> Heads {
-        Heads { pooler: true, mlm: true, order: Some(OrderHead::Sop), num_labels: None }
+        Heads { mlm: true, order: Some(OrderHead::Sop), ..Heads::base() }
     }
     /// AlbertForMaskedLM (no pooler, as in transformers).
     pub fn masked_lm() -> Heads {
-        Heads { pooler: false, mlm: true, order: None, num_labels: None }
+        Heads { pooler: false, mlm: true, ..Heads::base() }
     }
     /// AlbertForSequenceClassification.
     pub fn classification(num_labels: usize) -> Heads {
-        Heads { pooler: true, mlm: false, order: None, num_labels: Some(num_labels) }
+        Heads { num_labels: Some(num_labels), ..Heads::base() }
+    }
+    /// AlbertForTokenClassification (no pooler, as in transformers).
+    pub fn token_classification(num_labels: usize) -> Heads {
+        Heads { pooler: false, token_labels: Some(num_labels), ..Heads::base() }
+    }
+    /// AlbertForQuestionAnswering (no pooler, as in transformers).
+    pub fn question_answering() -> Heads {
+        Heads { pooler: false, qa: true, ..Heads::base() }
+    }
+    /// transformers' class name for a model with these heads (config.json `architectures`).
+    pub fn architecture(&self) -> &'static str {
+        if self.mlm && self.order.is_some() {
+            "AlbertForPreTraining"
+        } else if self.mlm {
+            "AlbertForMaskedLM"
+        } else if self.num_labels.is_some() {
+            "AlbertForSequenceClassification"
+        } else if self.token_labels.is_some() {
+            "AlbertForTokenClassification"
+        } else if self.qa {
+            "AlbertForQuestionAnswering"
+        } else {
+            "AlbertModel"
+        }
     }
 }
 
@@ -61,6 +94,7 @@ pub(crate) struct HeadIds {
     mlm: Option<MlmIds>,
     order: Option<Linear>,
     classifier: Option<Linear>,
+    qa: Option<Linear>,
 }
 
 impl HeadIds {
@@ -79,12 +113,21 @@ impl HeadIds {
             Some(OrderHead::Nsp) => Some(init.linear("nsp_classifier.classifier", c.hidden_size, 2)?),
             None => None,
         };
-        let classifier = match heads.num_labels {
+        let labels = match (heads.num_labels, heads.token_labels) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Invalid(
+                    "sequence and token classification heads both use the name `classifier`: pick one".into(),
+                ))
+            }
+            (n, t) => n.or(t),
+        };
+        let classifier = match labels {
             Some(0) => return Err(Error::Invalid("classification head: num_labels must be positive".into())),
             Some(n) => Some(init.linear("classifier", c.hidden_size, n)?),
             None => None,
         };
-        Ok(HeadIds { mlm, order, classifier })
+        let qa = if heads.qa { Some(init.linear("qa_outputs", c.hidden_size, 2)?) } else { None };
+        Ok(HeadIds { mlm, order, classifier, qa })
     }
 }
 
@@ -117,6 +160,7 @@ impl Albert {
         sequence: &Var<'t>,
         rows: Option<&Tensor>,
     ) -> Result<Var<'t>> {
+        autograd::trace::scope("MLM head");
         let ids = self.head_ids.mlm.as_ref().ok_or_else(|| missing("MLM"))?;
         let (b, s, h) = (sequence.shape()[0], sequence.shape()[1], sequence.shape()[2]);
         let w = super::Weights::new(tape, store, self.compute_dtype);
@@ -156,8 +200,59 @@ impl Albert {
         pooled: &Var<'t>,
         mode: &mut Mode,
     ) -> Result<Var<'t>> {
+        if self.heads.num_labels.is_none() {
+            return Err(missing("sequence-classification"));
+        }
         let lin = self.head_ids.classifier.ok_or_else(|| missing("classification"))?;
         self.pooled_linear(tape, store, pooled, lin, mode)
+    }
+
+    /// Token-classification logits [B, S, num_labels] from the sequence output [B, S, H]
+    /// (transformers' AlbertForTokenClassification: dropout with `classifier_dropout_prob`, then
+    /// the classifier at every position).
+    pub fn token_logits<'t>(
+        &self,
+        tape: &'t Tape,
+        store: &ParamStore,
+        sequence: &Var<'t>,
+        mode: &mut Mode,
+    ) -> Result<Var<'t>> {
+        autograd::trace::scope("token-classification head");
+        let n = self.heads.token_labels.ok_or_else(|| missing("token-classification"))?;
+        let lin = self.head_ids.classifier.ok_or_else(|| missing("token-classification"))?;
+        let (b, s, h) = Self::bsh(sequence, "token_logits")?;
+        let x = match mode {
+            Mode::Train(rng) if self.config.classifier_dropout_prob > 0.0 => {
+                sequence.dropout(self.config.classifier_dropout_prob, rng)?
+            }
+            _ => sequence.clone(),
+        };
+        let w = super::Weights::new(tape, store, self.compute_dtype);
+        let logits = x.reshape(&[b * s, h])?.linear(&w.get(lin.weight)?, Some(&w.get(lin.bias)?))?;
+        logits.reshape(&[b, s, n])
+    }
+
+    /// Start and end logits ([B, S] each) of extractive question answering from the sequence
+    /// output [B, S, H] (transformers' AlbertForQuestionAnswering: `qa_outputs` at every position,
+    /// channel 0 = start, 1 = end; no dropout).
+    pub fn qa_logits<'t>(&self, tape: &'t Tape, store: &ParamStore, sequence: &Var<'t>) -> Result<(Var<'t>, Var<'t>)> {
+        autograd::trace::scope("question-answering head");
+        let lin = self.head_ids.qa.ok_or_else(|| missing("question-answering"))?;
+        let (b, s, h) = Self::bsh(sequence, "qa_logits")?;
+        let w = super::Weights::new(tape, store, self.compute_dtype);
+        let logits = sequence.reshape(&[b * s, h])?.linear(&w.get(lin.weight)?, Some(&w.get(lin.bias)?))?;
+        let start = logits.narrow(1, 0, 1)?.reshape(&[b, s])?;
+        let end = logits.narrow(1, 1, 1)?.reshape(&[b, s])?;
+        Ok((start, end))
+    }
+
+    fn bsh(sequence: &Var, what: &str) -> Result<(usize, usize, usize)> {
+        match sequence.shape() {
+            &[b, s, h] => Ok((b, s, h)),
+            other => {
+                Err(Error::Shape(format!("{what}: the sequence output must be [batch, seq, hidden], got {other:?}")))
+            }
+        }
     }
 
     fn pooled_linear<'t>(
@@ -168,6 +263,7 @@ impl Albert {
         lin: Linear,
         mode: &mut Mode,
     ) -> Result<Var<'t>> {
+        autograd::trace::scope("pooled head");
         let x = match mode {
             Mode::Train(rng) if self.config.classifier_dropout_prob > 0.0 => {
                 pooled.dropout(self.config.classifier_dropout_prob, rng)?

@@ -109,6 +109,11 @@ impl Albert {
         if !heads.pooler && (heads.order.is_some() || heads.num_labels.is_some()) {
             return Err(Error::Invalid("the sentence-order and classification heads need the pooler".into()));
         }
+        if heads.pooler && (heads.token_labels.is_some() || heads.qa) {
+            // transformers builds these with add_pooling_layer=False: a pooler would be an
+            // unexpected tensor there, and it would make the head ambiguous when loading.
+            return Err(Error::Invalid("the token-classification and question-answering heads take no pooler".into()));
+        }
         let head_ids = heads::HeadIds::register(&mut init, config, &heads)?;
         Ok(Albert {
             config: config.clone(),
@@ -164,6 +169,7 @@ impl Albert {
         };
         // transformers' nn.Embedding(padding_idx=pad_token_id): lookups of <pad> leave its row's gradient alone.
         let pad = usize::try_from(c.pad_token_id).ok().filter(|&p| p < c.vocab_size);
+        autograd::trace::scope("embeddings");
         let mut x = Var::albert_embeddings(
             emb_params,
             ids,
@@ -176,7 +182,10 @@ impl Albert {
         )?;
         let mask = encoder::additive_mask(inputs.attention_mask.as_ref(), b, s, self.compute_dtype)?;
         let mut hidden_states = Vec::new();
-        for blocks in &self.layers {
+        for (l, blocks) in self.layers.iter().enumerate() {
+            if autograd::trace::enabled() {
+                autograd::trace::scope(&format!("layer {l}"));
+            }
             if keep_hidden_states {
                 hidden_states.push(x.clone());
             }
@@ -193,6 +202,7 @@ impl Albert {
         }
         let pooled = match self.pooler {
             Some(lin) => {
+                autograd::trace::scope("pooler");
                 let first = x.narrow(1, 0, 1)?.reshape(&[b, c.hidden_size])?;
                 Some(first.linear(&p(lin.weight)?, Some(&p(lin.bias)?))?.tanh()?)
             }

@@ -8,7 +8,7 @@ use std::sync::Once;
 
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSansMono.ttf");
 
-fn register_font() {
+pub fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Registration only fails for an unparsable font, which the shipped file is not.
