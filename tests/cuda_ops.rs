@@ -351,3 +351,18 @@ fn linear_gelu_epilogue_matches_the_cpu() {
         close(&format!("linear_gelu {gelu:?}"), &yg, &y, 1e-4);
     }
 }
+
+#[test]
+fn weight_gradient_accumulates_in_place_on_the_device() {
+    let Some(d) = gpu() else { return };
+    for trans_b in [true, false] {
+        let a = rand(1, &[2, 33, 40]);
+        let b = if trans_b { rand(2, &[24, 40]) } else { rand(2, &[40, 24]) };
+        let dout = rand(3, &[2, 33, 24]);
+        let earlier = rand(4, b.shape());
+        let (_, db, _) = ops::matmul_bwd(&dout, &a, &b, false, trans_b, true).unwrap();
+        let mut acc = ops::scale(&to(&earlier, d), 1.0).unwrap();
+        ops::matmul_bwd_accumulate(&to(&dout, d), &to(&a, d), &to(&b, d), false, trans_b, true, &mut acc).unwrap();
+        close("accumulated weight gradient", &acc, &ops::add(&earlier, &db).unwrap(), 1e-4);
+    }
+}
