@@ -3,57 +3,13 @@
 //! forward writes zeros, the backward skips). Skips on a machine without a CUDA device.
 mod common;
 
+use common::gpu::{round, Buf, GUARD};
+
 use common::{assert_close, f32v, f64v, rand_vec};
 use kernels::cpu::gather::{gather_rows_bwd_scalar, gather_rows_fwd_scalar};
 use kernels::cuda::gather::{gather_rows_bwd, gather_rows_fwd};
-use kernels::cuda::{download_f32, upload_f32, upload_i64, DevPtr, DeviceBuffer, Dt, Gpu};
+use kernels::cuda::{upload_i64, Dt, Gpu};
 use std::sync::Arc;
-
-// ------------------------------------------------------------------ device buffers with guards
-
-/// Elements of canary after every buffer, and before it unless asked otherwise.
-const GUARD: usize = 8;
-/// Exactly representable in f32 and bf16, and produced by no kernel.
-const CANARY: f32 = -1.267_650_6e30; // -2^100
-
-/// The values bf16 storage holds for `v` (round to nearest even); f32 keeps them.
-fn round(dt: Dt, v: &[f32]) -> Vec<f32> {
-    match dt {
-        Dt::F32 => v.to_vec(),
-        Dt::BF16 => v.iter().map(|&x| half::bf16::from_f32(x).to_f32()).collect(),
-    }
-}
-
-/// A device buffer of `dt` holding `init`, between runs of canaries: `lead` before (GUARD keeps
-/// 16-byte alignment; GUARD + 1 breaks it), GUARD after.
-struct Buf {
-    buf: DeviceBuffer,
-    dt: Dt,
-    n: usize,
-    lead: usize,
-}
-
-impl Buf {
-    fn new(g: &Arc<Gpu>, dt: Dt, init: &[f32]) -> Buf {
-        Buf::with_lead(g, dt, init, GUARD)
-    }
-    fn with_lead(g: &Arc<Gpu>, dt: Dt, init: &[f32], lead: usize) -> Buf {
-        let mut v = vec![CANARY; lead + init.len() + GUARD];
-        v[lead..lead + init.len()].copy_from_slice(init);
-        Buf { buf: upload_f32(g, &v, dt).unwrap(), dt, n: init.len(), lead }
-    }
-    fn ptr(&self) -> DevPtr {
-        self.buf.ptr(self.lead * self.dt.size())
-    }
-    /// The contents, after checking that no canary was overwritten.
-    fn read(&self, what: &str) -> Vec<f32> {
-        let all = download_f32(&self.buf, self.dt, 0, self.lead + self.n + GUARD).unwrap();
-        for (i, &v) in all[..self.lead].iter().chain(&all[self.lead + self.n..]).enumerate() {
-            assert!(v.to_bits() == CANARY.to_bits(), "{what}: guard element {i} overwritten with {v}");
-        }
-        all[self.lead..self.lead + self.n].to_vec()
-    }
-}
 
 // -------------------------------------------------------------------------------------- gather
 

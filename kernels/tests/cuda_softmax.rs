@@ -3,52 +3,13 @@
 //! Every test skips (passes) on a machine without a CUDA device.
 mod common;
 
+use common::gpu::{round, Buf};
+
 use common::{assert_close, f32v, f64v, rand_vec};
 use kernels::cpu::softmax::{softmax_bwd_scalar, softmax_fwd_scalar};
 use kernels::cuda::softmax::{softmax_bwd, softmax_fwd};
-use kernels::cuda::{download_f32, upload_f32, DevPtr, DeviceBuffer, Dt, Gpu};
+use kernels::cuda::{Dt, Gpu};
 use std::sync::Arc;
-
-// ------------------------------------------------------------------ device buffers with guards
-
-/// Elements of canary before and after every buffer (16-byte aligned for both storage types).
-const GUARD: usize = 8;
-/// Exactly representable in f32 and bf16, and produced by no kernel.
-const CANARY: f32 = -1.267_650_6e30; // -2^100
-
-/// The values bf16 storage holds for `v` (round to nearest even); f32 keeps them.
-fn round(dt: Dt, v: &[f32]) -> Vec<f32> {
-    match dt {
-        Dt::F32 => v.to_vec(),
-        Dt::BF16 => v.iter().map(|&x| half::bf16::from_f32(x).to_f32()).collect(),
-    }
-}
-
-/// A device buffer of `dt` holding `init`, between two runs of canaries.
-struct Buf {
-    buf: DeviceBuffer,
-    dt: Dt,
-    n: usize,
-}
-
-impl Buf {
-    fn new(g: &Arc<Gpu>, dt: Dt, init: &[f32]) -> Buf {
-        let mut v = vec![CANARY; init.len() + 2 * GUARD];
-        v[GUARD..GUARD + init.len()].copy_from_slice(init);
-        Buf { buf: upload_f32(g, &v, dt).unwrap(), dt, n: init.len() }
-    }
-    fn ptr(&self) -> DevPtr {
-        self.buf.ptr(GUARD * self.dt.size())
-    }
-    /// The contents, after checking that no canary was overwritten.
-    fn read(&self, what: &str) -> Vec<f32> {
-        let all = download_f32(&self.buf, self.dt, 0, self.n + 2 * GUARD).unwrap();
-        for (i, &v) in all[..GUARD].iter().chain(&all[GUARD + self.n..]).enumerate() {
-            assert!(v.to_bits() == CANARY.to_bits(), "{what}: guard element {i} overwritten with {v}");
-        }
-        all[GUARD..GUARD + self.n].to_vec()
-    }
-}
 
 // ------------------------------------------------------------------------------------- softmax
 

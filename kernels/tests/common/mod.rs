@@ -2,6 +2,8 @@
 //! a tolerance check that prints where and by how much two results differ.
 #![allow(dead_code)]
 
+pub mod gpu;
+
 /// A value no kernel produces by accident; written before and after every output region.
 pub const CANARY: f32 = -7.654_321e29;
 pub const GUARD: usize = 19;
