@@ -107,3 +107,81 @@ __device__ __forceinline__ u64 mix64(u64 z) {
 __device__ __forceinline__ float uniform01(u64 seed, u64 i) {
     return (float)(mix64(seed + 0x9e3779b97f4a7c15ull * (i + 1)) >> 40) * (1.0f / 16777216.0f);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 16-byte vector access for the dense fast paths: 4 floats or 8 bf16 per load / store.
+__device__ __forceinline__ bool aligned16(const void* p) { return ((u64)p & 15u) == 0; }
+template <typename T> struct Vec16;
+template <> struct Vec16<float> { static constexpr int N = 4; };
+template <> struct Vec16<bf16> { static constexpr int N = 8; };
+__device__ __forceinline__ void load16(const float* p, float* f) {
+    const float4 v = *reinterpret_cast<const float4*>(p);
+    f[0] = v.x;
+    f[1] = v.y;
+    f[2] = v.z;
+    f[3] = v.w;
+}
+__device__ __forceinline__ void load16(const bf16* p, float* f) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
+    const u32 w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        f[2 * j] = __uint_as_float(w[j] << 16);  // the element at the lower address
+        f[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+    }
+}
+__device__ __forceinline__ void store16(float* p, const float* f) {
+    float4 v;
+    v.x = f[0];
+    v.y = f[1];
+    v.z = f[2];
+    v.w = f[3];
+    *reinterpret_cast<float4*>(p) = v;
+}
+__device__ __forceinline__ void store16(bf16* p, const float* f) {
+    uint4 v;
+    v.x = pack_bf16x2(f[0], f[1]);
+    v.y = pack_bf16x2(f[2], f[3]);
+    v.z = pack_bf16x2(f[4], f[5]);
+    v.w = pack_bf16x2(f[6], f[7]);
+    *reinterpret_cast<uint4*>(p) = v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strided views: up to 6 dimensions' sizes and strides (elements), passed by value; matches
+// `kernels::cuda::Dims6` on the host.
+struct Dims6 {
+    int rank;
+    int pad;
+    long long shape[6];
+    long long stride[6];
+};
+
+// Row-major coordinates of linear index `idx` over d.shape (coord[k] = 0 for k >= rank), unrolled
+// so that d (a kernel parameter) is only indexed by constants: no local-memory copy.
+template <typename I>
+__device__ __forceinline__ void unravel(I idx, const Dims6& d, I coord[6]) {
+#pragma unroll
+    for (int k = 5; k >= 1; --k) {
+        if (k < d.rank) {
+            const I size = (I)d.shape[k];
+            const I q = idx / size;
+            coord[k] = idx - q * size;
+            idx = q;
+        } else {
+            coord[k] = 0;
+        }
+    }
+    coord[0] = idx;
+}
+
+// Element offset of `coord` through d.stride (64-bit: views of large buffers).
+template <typename I>
+__device__ __forceinline__ long long offset_of(const I coord[6], const Dims6& d) {
+    long long off = 0;
+#pragma unroll
+    for (int k = 0; k < 6; ++k) {
+        if (k < d.rank) off += (long long)coord[k] * d.stride[k];
+    }
+    return off;
+}

@@ -12,42 +12,6 @@
 //   fill_{f32,bf16}                    dst[i] = value.
 // Dense kernels use 16-byte accesses when every pointer is 16-byte aligned, and a grid-stride loop.
 
-struct Dims6 {
-    int rank;
-    int pad;
-    long long shape[6];
-    long long stride[6];
-};
-
-// Row-major coordinates of linear index `idx` over d.shape (coord[k] = 0 for k >= rank). The loop
-// is unrolled so that d (a kernel parameter) is only ever indexed by constants: no local copy.
-template <typename I>
-__device__ __forceinline__ void unravel(I idx, const Dims6& d, I coord[6]) {
-#pragma unroll
-    for (int k = 5; k >= 1; --k) {
-        if (k < d.rank) {
-            const I size = (I)d.shape[k];
-            const I q = idx / size;
-            coord[k] = idx - q * size;
-            idx = q;
-        } else {
-            coord[k] = 0;
-        }
-    }
-    coord[0] = idx;
-}
-
-// Element offset of `coord` through d.stride (64-bit: views of large buffers).
-template <typename I>
-__device__ __forceinline__ long long offset_of(const I coord[6], const Dims6& d) {
-    long long off = 0;
-#pragma unroll
-    for (int k = 0; k < 6; ++k) {
-        if (k < d.rank) off += (long long)coord[k] * d.stride[k];
-    }
-    return off;
-}
-
 // dst: shape d.shape through dst_dims.stride; src: through src_dims.stride. n = prod(shape).
 template <typename W, typename I>
 __device__ __forceinline__ void copy_nd(W* dst, const Dims6& dst_dims, const W* src, const Dims6& src_dims, I n) {
@@ -83,8 +47,6 @@ COPY_ND(W16, u64, copy_nd_w16_u64)
 
 // ---------------------------------------------------------------------------------------------
 // Dense conversion and fill.
-
-__device__ __forceinline__ bool aligned16(const void* p) { return ((u64)p & 15u) == 0; }
 
 // dst: (n) bf16 = round(src: (n) f32). Vector step: 4 floats (16 B) in, 4 bf16 (8 B) out.
 extern "C" __global__ void f32_to_bf16(bf16* dst, const float* src, long long n) {

@@ -9,45 +9,6 @@
 // Grid-stride over 16-byte vectors (4 f32 / 8 bf16) when both pointers are aligned, then a
 // scalar tail; element i always draws uniform01(seed, i), whichever path handles it.
 
-__device__ __forceinline__ bool aligned16(const void* p) { return ((u64)p & 15u) == 0; }
-
-template <typename T> struct Vec16;
-template <> struct Vec16<float> { static constexpr int N = 4; };
-template <> struct Vec16<bf16> { static constexpr int N = 8; };
-
-__device__ __forceinline__ void load16(const float* p, float* f) {
-    const float4 v = *reinterpret_cast<const float4*>(p);
-    f[0] = v.x;
-    f[1] = v.y;
-    f[2] = v.z;
-    f[3] = v.w;
-}
-__device__ __forceinline__ void load16(const bf16* p, float* f) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    const u32 w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        f[2 * j] = __uint_as_float(w[j] << 16);
-        f[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
-    }
-}
-__device__ __forceinline__ void store16(float* p, const float* f) {
-    float4 v;
-    v.x = f[0];
-    v.y = f[1];
-    v.z = f[2];
-    v.w = f[3];
-    *reinterpret_cast<float4*>(p) = v;
-}
-__device__ __forceinline__ void store16(bf16* p, const float* f) {
-    uint4 v;
-    v.x = pack_bf16x2(f[0], f[1]);
-    v.y = pack_bf16x2(f[2], f[3]);
-    v.z = pack_bf16x2(f[4], f[5]);
-    v.w = pack_bf16x2(f[6], f[7]);
-    *reinterpret_cast<uint4*>(p) = v;
-}
-
 __device__ __forceinline__ bool dropout_keep(u64 seed, long long i, float p) { return uniform01(seed, (u64)i) >= p; }
 
 // out, x: (n). out may be x (in place).

@@ -25,8 +25,6 @@ struct OptDesc {  // 64 bytes; written byte by byte by optim.rs
 };
 static_assert(sizeof(OptDesc) == 64, "OptDesc must match optim.rs's 64-byte layout");
 
-__device__ __forceinline__ bool aligned16(const void* p) { return ((u64)p & 15u) == 0; }
-
 // This block's range [start, end) of its tensor.
 __device__ __forceinline__ void chunk_range(const OptDesc& d, long long chunk, long long& start, long long& end) {
     start = ((long long)blockIdx.x - d.first_chunk) * chunk;

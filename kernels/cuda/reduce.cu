@@ -11,29 +11,6 @@
 // device, and every reduction tree is fixed (no atomics), so a result is the same bit for bit on
 // every run and every card.
 
-__device__ __forceinline__ bool aligned16(const void* p) { return ((u64)p & 15u) == 0; }
-
-template <typename T> struct Vec16;
-template <> struct Vec16<float> { static constexpr int N = 4; };
-template <> struct Vec16<bf16> { static constexpr int N = 8; };
-
-__device__ __forceinline__ void load16(const float* p, float* f) {
-    const float4 v = *reinterpret_cast<const float4*>(p);
-    f[0] = v.x;
-    f[1] = v.y;
-    f[2] = v.z;
-    f[3] = v.w;
-}
-__device__ __forceinline__ void load16(const bf16* p, float* f) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    const u32 w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        f[2 * j] = __uint_as_float(w[j] << 16);
-        f[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
-    }
-}
-
 // This thread's share of sum over [start, end) of x (or x^2), block-strided: thread t takes
 // 16-byte vectors t, t + blockDim.x, ... when x + start is aligned, then the tail elements.
 template <bool SQUARE, typename T>

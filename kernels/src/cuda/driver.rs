@@ -499,7 +499,7 @@ impl DevPtr {
 }
 
 /// Up to 6 dimensions' sizes and strides (in elements), passed to a kernel by value; matches
-/// `struct Dims6` in copy.cu.
+/// `struct Dims6` in common.cuh.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Dims6 {
