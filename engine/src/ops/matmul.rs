@@ -229,34 +229,19 @@ pub fn matmul_bwd_accumulate(
     Ok((da, dbias))
 }
 
-/// out += lhs^T rhs by one accumulating gemm, if `out` can be written in place.
+/// out += lhs^T rhs by one accumulating gemm on the device, if `out` can be written in place
+/// (only device tensors reach here: on the host, `matmul_bwd_accumulate` forms and adds).
 fn accumulate_into(out: &mut Tensor, lhs: &Tensor, rhs: &Tensor, g: &Gemm) -> Result<bool> {
     if g.k == 0 || out.numel() == 0 {
         return Ok(true);
     }
     let dtype = out.dtype();
-    let Some(storage) = out.exclusive_storage() else { return Ok(false) };
-    match storage {
-        crate::Storage::Cuda(s) => {
-            let Some(dt) = crate::storage::cuda_dt(dtype) else { return Ok(false) };
-            let gpu = s.buf.gpu().clone();
-            let c = s.buf.ptr(0);
-            let (pa, pb) = (crate::cuda::ptr(lhs), crate::cuda::ptr(rhs));
-            kernels::cuda::gemm::gemm(&gpu, dt, g, pa, pb, c, None, kernels::cuda::gemm::Epilogue::None, None)?;
-            Ok(true)
-        }
-        crate::Storage::Cpu(c) => match c {
-            crate::CpuStorage::F32(v) => {
-                k::gemm(g, lhs.data::<f32>("matmul_bwd")?, rhs.data::<f32>("matmul_bwd")?, v, None);
-                Ok(true)
-            }
-            crate::CpuStorage::F64(v) => {
-                k::gemm(g, lhs.data::<f64>("matmul_bwd")?, rhs.data::<f64>("matmul_bwd")?, v, None);
-                Ok(true)
-            }
-            crate::CpuStorage::BF16(_) | crate::CpuStorage::F16(_) | crate::CpuStorage::I64(_) => Ok(false),
-        },
-    }
+    let Some(crate::Storage::Cuda(s)) = out.exclusive_storage() else { return Ok(false) };
+    let Some(dt) = crate::storage::cuda_dt(dtype) else { return Ok(false) };
+    let gpu = s.buf.gpu().clone();
+    let (pa, pb, c) = (crate::cuda::ptr(lhs), crate::cuda::ptr(rhs), s.buf.ptr(0));
+    kernels::cuda::gemm::gemm(&gpu, dt, g, pa, pb, c, None, kernels::cuda::gemm::Epilogue::None, None)?;
+    Ok(true)
 }
 
 /// The GELU a fused Linear applies.
