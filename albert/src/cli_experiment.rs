@@ -1,4 +1,4 @@
-//! `albert experiment objectives|sharing`: the paper's ablations (ALBERT Table 5, sentence-pair
+//! `albert experiment objectives|sharing` (and `budget`, in `cli_experiment_budget.rs`): the paper's ablations (ALBERT Table 5, sentence-pair
 //! objectives; Table 4, cross-layer sharing) as commands. Each variant is pretrained from the same
 //! seed with the same budget, evaluated on held-out MLM and on BOTH NSP-style and SOP-style
 //! held-out pairs, then fine-tuned on the polarity set. Results go to a table, `results.csv` and
@@ -22,6 +22,9 @@ pub enum ExperimentCommand {
     Objectives(ExperimentArgs),
     /// Table 4: the same model with --sharing all, attention, ffn and none.
     Sharing(ExperimentArgs),
+    /// The pretraining budget at which fine-tuning from pretrained weights beats random
+    /// initialisation (several budgets, several fine-tuning seeds).
+    Budget(crate::cli_experiment_budget::BudgetArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -79,18 +82,33 @@ struct Result1 {
     seconds: f64,
 }
 
+/// The two pretraining ablations (the paper's tables), which share one driver.
+#[derive(Clone, Copy)]
+enum Ablation {
+    Objectives,
+    Sharing,
+}
+
 pub fn run(cmd: &ExperimentCommand) -> Result<(), String> {
-    let (name, args) = match cmd {
-        ExperimentCommand::Objectives(a) => ("objectives", a),
-        ExperimentCommand::Sharing(a) => ("sharing", a),
+    match cmd {
+        ExperimentCommand::Objectives(a) => run_ablation(Ablation::Objectives, a),
+        ExperimentCommand::Sharing(a) => run_ablation(Ablation::Sharing, a),
+        ExperimentCommand::Budget(a) => crate::cli_experiment_budget::run(a),
+    }
+}
+
+fn run_ablation(kind: Ablation, args: &ExperimentArgs) -> Result<(), String> {
+    let name = match kind {
+        Ablation::Objectives => "objectives",
+        Ablation::Sharing => "sharing",
     };
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| format!("--threads: {e}"))?;
     }
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/experiment-{name}")));
-    let all: Vec<&str> = match cmd {
-        ExperimentCommand::Objectives(_) => vec!["none", "nsp", "sop"],
-        ExperimentCommand::Sharing(_) => vec!["all", "attention", "ffn", "none"],
+    let all: Vec<&str> = match kind {
+        Ablation::Objectives => vec!["none", "nsp", "sop"],
+        Ablation::Sharing => vec!["all", "attention", "ffn", "none"],
     };
     for o in &args.only {
         if !all.contains(&o.as_str()) {
@@ -112,8 +130,8 @@ pub fn run(cmd: &ExperimentCommand) -> Result<(), String> {
     );
     let mut results = Vec::new();
     for v in variants {
-        let (objective, sharing) = match cmd {
-            ExperimentCommand::Objectives(_) => (
+        let (objective, sharing) = match kind {
+            Ablation::Objectives => (
                 match v {
                     "none" => ObjectiveKind::None,
                     "nsp" => ObjectiveKind::Nsp,
@@ -121,7 +139,7 @@ pub fn run(cmd: &ExperimentCommand) -> Result<(), String> {
                 },
                 Sharing::All,
             ),
-            ExperimentCommand::Sharing(_) => (
+            Ablation::Sharing => (
                 ObjectiveKind::Sop,
                 match v {
                     "attention" => Sharing::Attention,
@@ -143,9 +161,9 @@ pub fn run(cmd: &ExperimentCommand) -> Result<(), String> {
         );
         results.push(r);
     }
-    let first = match cmd {
-        ExperimentCommand::Objectives(_) => "objective",
-        ExperimentCommand::Sharing(_) => "sharing",
+    let first = match kind {
+        Ablation::Objectives => "objective",
+        Ablation::Sharing => "sharing",
     };
     println!("\n| {first} | params | MLM acc | NSP acc | SOP acc | polarity dev acc | dev F1 | dev MCC |");
     println!("|---|---|---|---|---|---|---|---|");

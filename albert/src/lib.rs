@@ -6,6 +6,7 @@ pub mod cli_bench;
 pub mod cli_bench_cuda;
 pub mod cli_eval;
 pub mod cli_experiment;
+pub mod cli_experiment_budget;
 pub mod cli_explain;
 pub mod cli_finetune;
 pub mod cli_forward;
