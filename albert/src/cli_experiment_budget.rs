@@ -33,6 +33,13 @@ pub struct BudgetArgs {
     /// Pretraining seed (the same for every budget, as `albert pretrain`'s default).
     #[arg(long, default_value_t = 12345)]
     pub pretrain_seed: u64,
+    /// Pretraining corpus (as `albert pretrain --corpus`; default: the embedded corpus). The
+    /// tokenizer stays the shipped one, so only the text changes.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Pretraining objective besides MLM (`none` for a corpus of unrelated single sentences).
+    #[arg(long, value_enum, default_value_t = ObjectiveKind::Sop)]
+    pub objective: ObjectiveKind,
     #[arg(long, default_value_t = 3)]
     pub ft_epochs: usize,
     #[arg(long, default_value_t = 3e-4)]
@@ -90,12 +97,12 @@ fn mean_sd(xs: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-/// The pretraining settings of `albert pretrain --steps <steps>` with every other option at its
-/// default (kept in step with `cli_pretrain`; the trainer refuses to resume a folder whose
-/// recorded settings differ).
-fn pretrain_settings(steps: usize, seed: u64) -> TrainSettings {
+/// The pretraining settings of `albert pretrain --steps <steps> [--corpus C --objective O]` with
+/// every other option at its default (kept in step with `cli_pretrain`; the trainer refuses to
+/// resume a folder whose recorded settings differ).
+fn pretrain_settings(steps: usize, seed: u64, corpus: &CorpusSource, objective: ObjectiveKind) -> TrainSettings {
     TrainSettings {
-        objective: ObjectiveKind::Sop,
+        objective,
         optimizer: OptimizerKind::Adamw,
         lr: 1e-3,
         warmup: steps * 6 / 100,
@@ -108,16 +115,22 @@ fn pretrain_settings(steps: usize, seed: u64) -> TrainSettings {
         seed,
         max_predictions: 20,
         eval_batches: 40,
-        corpus: CorpusSource::Embedded.describe(),
+        corpus: corpus.describe(),
     }
 }
 
-/// Pretrains (or finishes, or reuses) `dir` for `steps` steps; returns its last held-out scores.
-fn pretrain(steps: usize, seed: u64, dir: &Path) -> Result<(f64, f64, f64), String> {
+/// Pretrains (or finishes, or reuses) `dir` for `steps` steps; returns its last held-out scores
+/// (MLM accuracy, its most-frequent-token baseline, sentence-order accuracy if trained).
+fn pretrain(
+    steps: usize,
+    a: &BudgetArgs,
+    corpus: &CorpusSource,
+    dir: &Path,
+) -> Result<(f64, f64, Option<f64>), String> {
     let tok = Arc::new(resolve_tokenizer(None, dir)?);
     let mut config = AlbertConfig::preset("tiny")?;
     config.vocab_size = tok.vocab_size();
-    let settings = pretrain_settings(steps, seed);
+    let settings = pretrain_settings(steps, a.pretrain_seed, corpus, a.objective);
     config.max_position_embeddings = config.max_position_embeddings.max(settings.seq_len);
     let resume = train::latest_checkpoint(dir).map(|_| dir.to_path_buf());
     let run = RunOptions {
@@ -133,14 +146,15 @@ fn pretrain(steps: usize, seed: u64, dir: &Path) -> Result<(f64, f64, f64), Stri
         bf16: false,
         collective: None,
     };
-    train::pretrain(&settings, &run, &config, tok, CorpusSource::Embedded)?;
+    train::pretrain(&settings, &run, &config, tok, corpus.clone())?;
     let rows = train::metrics::read(&dir.join("metrics.csv"), steps);
     let last = rows
         .iter()
         .rev()
         .find(|r| r.kind == "eval" && r.step == steps)
         .ok_or_else(|| format!("{}: no evaluation at step {steps} in metrics.csv", dir.display()))?;
-    Ok((last.mlm_acc, last.mlm_baseline_acc, last.order_acc))
+    let order = (a.objective != ObjectiveKind::None).then_some(last.order_acc);
+    Ok((last.mlm_acc, last.mlm_baseline_acc, order))
 }
 
 /// Fine-tunes from `start` with `want`'s settings, or returns the record already on disk.
@@ -215,15 +229,18 @@ pub fn run(a: &BudgetArgs) -> Result<(), String> {
     budgets.dedup();
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     println!(
-        "experiment budget: pretraining budgets {budgets:?} steps of 32 x 128 tokens (seed {}), each fine-tuned on polarity \
-         with seeds {:?} ({} epochs, lr {}); results in {}",
+        "experiment budget: pretraining budgets {budgets:?} steps of 32 x 128 tokens (seed {}, {}, objective {:?}), \
+         each fine-tuned on polarity with seeds {:?} ({} epochs, lr {}); results in {}",
         a.pretrain_seed,
+        a.corpus.as_ref().map_or(CorpusSource::Embedded, CorpusSource::path).describe(),
+        a.objective,
         a.seeds,
         a.ft_epochs,
         a.ft_lr,
         a.out.display()
     );
     let max_pos = AlbertConfig::preset("tiny")?.max_position_embeddings.max(128);
+    let corpus = a.corpus.as_ref().map_or(CorpusSource::Embedded, CorpusSource::path);
     let mut results = Vec::new();
     for &steps in &budgets {
         let (start, scores) = if steps == 0 {
@@ -231,7 +248,7 @@ pub fn run(a: &BudgetArgs) -> Result<(), String> {
         } else {
             let dir = a.out.join(format!("pretrain-{steps}"));
             println!("pretraining {steps} steps in {}", dir.display());
-            let s = pretrain(steps, a.pretrain_seed, &dir)?;
+            let s = pretrain(steps, a, &corpus, &dir)?;
             (Start::Pretrained(dir), Some(s))
         };
         let mut runs = Vec::new();
@@ -262,7 +279,7 @@ pub fn run(a: &BudgetArgs) -> Result<(), String> {
             steps,
             mlm_acc: scores.map(|s| s.0),
             mlm_baseline: scores.map(|s| s.1),
-            sop_acc: scores.map(|s| s.2),
+            sop_acc: scores.and_then(|s| s.2),
             runs,
         });
     }
@@ -423,7 +440,7 @@ mod tests {
             a: crate::cli_pretrain::PretrainArgs,
         }
         let p = P::parse_from(["x", "--steps", "700"]).a;
-        let s = pretrain_settings(700, p.seed);
+        let s = pretrain_settings(700, p.seed, &CorpusSource::Embedded, p.objective);
         assert_eq!(s.steps, p.steps);
         assert_eq!((s.batch_size, s.seq_len, s.accumulate), (p.batch_size, p.seq_len, p.accumulate));
         assert_eq!((s.objective, s.optimizer), (p.objective, p.optimizer));
