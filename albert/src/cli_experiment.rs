@@ -391,14 +391,7 @@ fn plot(path: &Path, name: &str, rs: &[Result1]) -> Result<(), String> {
                 .label(*label)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|x| e(&x))?;
-        root.present().map_err(|x| e(&x))?;
+        crate::train::plots::legend_and_present(&mut chart, &root, SeriesLabelPosition::UpperRight, path)?;
     }
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -406,14 +406,7 @@ fn plot(path: &Path, rs: &[BudgetResult], bow_acc: f64, majority_acc: f64) -> Re
         }
         hline(bow_acc, RGBColor(0, 140, 0), "bag-of-words logistic regression".into())?;
         hline(majority_acc, RGBColor(120, 120, 120), "majority class".into())?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|x| e(&x))?;
-        root.present().map_err(|x| e(&x))?;
+        crate::train::plots::legend_and_present(&mut chart, &root, SeriesLabelPosition::LowerRight, path)?;
     }
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }

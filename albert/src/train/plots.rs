@@ -16,6 +16,25 @@ pub fn register_font() {
     });
 }
 
+/// Draws the series legend at `position` over a white box and writes the bitmap (to the
+/// temporary file the backend was opened on; the caller renames it into place).
+pub fn legend_and_present<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    position: SeriesLabelPosition,
+    path: &Path,
+) -> Result<(), String> {
+    let e = |x: &dyn std::fmt::Display| format!("{}: {x}", path.display());
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))
+}
+
 type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 
 fn draw(path: &Path, title: &str, y_label: &str, series: &[Series]) -> Result<(), String> {
@@ -48,13 +67,7 @@ fn draw(path: &Path, title: &str, y_label: &str, series: &[Series]) -> Result<()
                 .label(*name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|x| e(&x))?;
-        root.present().map_err(|x| e(&x))?;
+        legend_and_present(&mut chart, &root, SeriesLabelPosition::MiddleRight, path)?;
     }
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
