@@ -1,5 +1,6 @@
-//! `albert experiment objectives|sharing` (and `budget`, in `cli_experiment_budget.rs`): the paper's ablations (ALBERT Table 5, sentence-pair
-//! objectives; Table 4, cross-layer sharing) as commands. Each variant is pretrained from the same
+//! `albert experiment objectives|sharing`: the paper's ablations (ALBERT Table 5, sentence-pair
+//! objectives; Table 4, cross-layer sharing) as commands (`budget` lives in
+//! `cli_experiment_budget.rs`). Each variant is pretrained from the same
 //! seed with the same budget, evaluated on held-out MLM and on BOTH NSP-style and SOP-style
 //! held-out pairs, then fine-tuned on the polarity set. Results go to a table, `results.csv` and
 //! `results.png` in `--out`.

@@ -15,7 +15,7 @@ use crate::cli_finetune::{DEFAULT_DEV, DEFAULT_TRAIN};
 use crate::cli_pretrain::resolve_tokenizer;
 use crate::config::AlbertConfig;
 use crate::data::CorpusSource;
-use crate::finetune::{self, bow, data, metrics, Settings, Start};
+use crate::finetune::{self, bow, Settings, Start};
 use crate::train::{self, ObjectiveKind, OptimizerKind, RunOptions, TrainSettings};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -199,22 +199,8 @@ fn finetune_once(want: FtRecord, start: Start, max_pos: usize, path: &Path) -> R
 
 /// The bag-of-words baseline and the majority class on the same split (seconds to compute).
 fn baselines(max_train: Option<usize>) -> Result<(f64, f64), String> {
-    let (train_path, dev_path) = (Path::new(DEFAULT_TRAIN), Path::new(DEFAULT_DEV));
-    let mut tr = data::read_tsv(train_path)?;
-    if let Some(n) = max_train {
-        tr.examples.truncate(n);
-    }
-    let dv = data::read_tsv(dev_path)?;
-    let labels = data::label_names(&tr);
-    let ty = data::label_ids(&tr, &labels, train_path)?;
-    let dy = data::label_ids(&dv, &labels, dev_path)?;
-    let m = bow::train(&tr, &ty, labels.len(), 3, 42);
-    let bow_acc = metrics::scores(&dy, &m.predict(&dv), labels.len()).accuracy;
-    let mut counts = vec![0usize; labels.len()];
-    ty.iter().for_each(|&y| counts[y] += 1);
-    let majority = (0..labels.len()).max_by_key(|&c| counts[c]).unwrap_or(0);
-    let majority_acc = dy.iter().filter(|&&y| y == majority).count() as f64 / dy.len().max(1) as f64;
-    Ok((bow_acc, majority_acc))
+    let r = bow::train_on_split(Path::new(DEFAULT_TRAIN), Path::new(DEFAULT_DEV), max_train, 3, 42)?;
+    Ok((r.dev.accuracy, r.majority_accuracy))
 }
 
 pub fn run(a: &BudgetArgs) -> Result<(), String> {
@@ -228,11 +214,12 @@ pub fn run(a: &BudgetArgs) -> Result<(), String> {
     budgets.sort_unstable();
     budgets.dedup();
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let corpus = a.corpus.as_ref().map_or(CorpusSource::Embedded, CorpusSource::path);
     println!(
         "experiment budget: pretraining budgets {budgets:?} steps of 32 x 128 tokens (seed {}, {}, objective {:?}), \
          each fine-tuned on polarity with seeds {:?} ({} epochs, lr {}); results in {}",
         a.pretrain_seed,
-        a.corpus.as_ref().map_or(CorpusSource::Embedded, CorpusSource::path).describe(),
+        corpus.describe(),
         a.objective,
         a.seeds,
         a.ft_epochs,
@@ -240,7 +227,6 @@ pub fn run(a: &BudgetArgs) -> Result<(), String> {
         a.out.display()
     );
     let max_pos = AlbertConfig::preset("tiny")?.max_position_embeddings.max(128);
-    let corpus = a.corpus.as_ref().map_or(CorpusSource::Embedded, CorpusSource::path);
     let mut results = Vec::new();
     for &steps in &budgets {
         let (start, scores) = if steps == 0 {

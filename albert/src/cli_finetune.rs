@@ -2,7 +2,7 @@
 //! data/polarity/ and the default pretraining run in runs/pretrain/) and `albert classify`.
 
 use crate::cli_forward::load_model;
-use crate::finetune::{self, bow, data, metrics, Settings, Start};
+use crate::finetune::{self, bow, data, Settings, Start};
 use crate::model::Mode;
 use crate::tokenizer::Tokenizer;
 use autograd::Tape;
@@ -163,26 +163,18 @@ pub fn run(a: &FinetuneArgs) -> Result<(), String> {
 
 fn run_bow(train: &Path, dev: &Path, a: &FinetuneArgs, say: &dyn Fn(String)) -> Result<(), String> {
     let t0 = std::time::Instant::now();
-    let mut tr = data::read_tsv(train)?;
-    if let Some(n) = a.max_train {
-        tr.examples.truncate(n);
-    }
-    let dv = data::read_tsv(dev)?;
-    let labels = data::label_names(&tr);
-    let ty = data::label_ids(&tr, &labels, train)?;
-    let dy = data::label_ids(&dv, &labels, dev)?;
+    let r = bow::train_on_split(train, dev, a.max_train, a.epochs, a.seed)?;
+    let seconds = t0.elapsed().as_secs_f64();
     say(format!(
         "bag-of-words logistic regression on {} ({} examples), {} epochs",
         train.display(),
-        ty.len(),
+        r.train_examples,
         a.epochs
     ));
-    let m = bow::train(&tr, &ty, labels.len(), a.epochs, a.seed);
-    let s = metrics::scores(&dy, &m.predict(&dv), labels.len());
-    let seconds = t0.elapsed().as_secs_f64();
+    let s = &r.dev;
     if a.json {
         let v = serde_json::json!({"model": "bow", "dev_accuracy": s.accuracy, "dev_f1": s.f1, "dev_mcc": s.mcc,
-            "dev_examples": s.n, "train_examples": ty.len(), "epochs": a.epochs, "labels": labels, "seconds": seconds});
+            "dev_examples": s.n, "train_examples": r.train_examples, "epochs": a.epochs, "labels": r.labels, "seconds": seconds});
         println!("{v}");
     } else {
         println!("dev accuracy {:.4} (F1 {:.4}, MCC {:.4}); {:.1} s", s.accuracy, s.f1, s.mcc, seconds);

@@ -22,6 +22,15 @@ pub fn confusion(gold: &[usize], pred: &[usize], classes: usize) -> Vec<Vec<u64>
     m
 }
 
+/// Accuracy on `dev` of always answering the most frequent class of `train` (a tie goes to the
+/// higher class id).
+pub fn majority_accuracy(train: &[usize], dev: &[usize], classes: usize) -> f64 {
+    let mut counts = vec![0usize; classes];
+    train.iter().for_each(|&l| counts[l] += 1);
+    let majority = counts.iter().enumerate().max_by_key(|(_, &c)| c).map_or(0, |(i, _)| i);
+    dev.iter().filter(|&&y| y == majority).count() as f64 / dev.len().max(1) as f64
+}
+
 pub fn scores(gold: &[usize], pred: &[usize], classes: usize) -> Scores {
     assert_eq!(gold.len(), pred.len(), "gold and predicted labels differ in length");
     let m = confusion(gold, pred, classes);
@@ -59,6 +68,14 @@ pub fn argmax_rows(values: &[f32], classes: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn majority_accuracy_answers_the_most_frequent_training_class() {
+        // train: class 1 three times, class 0 once; dev: two of five are class 1
+        assert!((majority_accuracy(&[1, 0, 1, 1], &[0, 1, 0, 1, 0], 2) - 0.4).abs() < 1e-12);
+        // a tie goes to the higher id
+        assert!((majority_accuracy(&[0, 2, 2, 0], &[2, 0, 0], 3) - 1.0 / 3.0).abs() < 1e-12);
+    }
 
     #[test]
     fn binary_matches_the_textbook_formulas() {

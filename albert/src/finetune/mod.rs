@@ -211,10 +211,7 @@ pub fn finetune(s: &Settings, say: &dyn Fn(String)) -> Result<Outcome, String> {
     let dev_enc = data::encode(&tok, special, &dev_set, dev_y.clone(), s.max_seq_len);
     store.to_device(s.device).map_err(err)?;
 
-    let mut counts = vec![0usize; labels.len()];
-    train_enc.labels.iter().for_each(|&l| counts[l] += 1);
-    let majority = counts.iter().enumerate().max_by_key(|(_, &c)| c).map_or(0, |(i, _)| i);
-    let majority_accuracy = dev_y.iter().filter(|&&y| y == majority).count() as f64 / dev_y.len() as f64;
+    let majority_accuracy = metrics::majority_accuracy(&train_enc.labels, &dev_y, labels.len());
 
     let steps_per_epoch = train_enc.ids.len().div_ceil(s.batch_size);
     let total = (steps_per_epoch * s.epochs) as u64;
