@@ -227,19 +227,7 @@ fn run_variant(
         eval_batches: a.eval_batches,
         corpus: CorpusSource::Embedded.describe(),
     };
-    let run = RunOptions {
-        out: dir.to_path_buf(),
-        resume: None,
-        eval_every: a.steps.max(1),
-        checkpoint_every: a.steps.max(1),
-        progress_bar: false,
-        log_every: usize::MAX,
-        stop_after: None,
-        quiet: true,
-        device: engine::Device::Cpu,
-        bf16: false,
-        collective: None,
-    };
+    let run = RunOptions::silent(dir, a.steps.max(1));
     println!("  {variant}: pretraining...");
     train::pretrain(&settings, &run, &config, tok.clone(), CorpusSource::Embedded)?;
     let (model, store) = load_model(dir)?;

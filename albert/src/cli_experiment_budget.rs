@@ -133,19 +133,9 @@ fn pretrain(
     let settings = pretrain_settings(steps, a.pretrain_seed, corpus, a.objective);
     config.max_position_embeddings = config.max_position_embeddings.max(settings.seq_len);
     let resume = train::latest_checkpoint(dir).map(|_| dir.to_path_buf());
-    let run = RunOptions {
-        out: dir.to_path_buf(),
-        resume,
-        eval_every: 1000,
-        checkpoint_every: 500,
-        progress_bar: false,
-        log_every: 500,
-        stop_after: None,
-        quiet: false,
-        device: engine::Device::Cpu,
-        bf16: false,
-        collective: None,
-    };
+    // Log lines (a long budget is worth watching), no progress bar.
+    let run =
+        RunOptions { resume, checkpoint_every: 500, log_every: 500, quiet: false, ..RunOptions::silent(dir, 1000) };
     train::pretrain(&settings, &run, &config, tok, corpus.clone())?;
     let rows = train::metrics::read(&dir.join("metrics.csv"), steps);
     let last = rows

@@ -210,19 +210,7 @@ fn a_short_gpu_pretraining_run_lowers_the_loss() {
             corpus: corpus.display().to_string(),
         };
         let out = dir.join(if bf16 { "bf16" } else { "f32" });
-        let run = RunOptions {
-            out: out.clone(),
-            resume: None,
-            eval_every: 1000,
-            checkpoint_every: 1000,
-            progress_bar: false,
-            log_every: 1000,
-            stop_after: None,
-            quiet: true,
-            device: d,
-            bf16,
-            collective: None,
-        };
+        let run = RunOptions { device: d, bf16, ..RunOptions::silent(&out, 1000) };
         let sum = train::pretrain(&s, &run, &cfg, tok.clone(), CorpusSource::path(&corpus)).unwrap();
         let rows = &sum.train_rows;
         let first: f64 = rows[..5].iter().map(|r| r.loss).sum::<f64>() / 5.0;

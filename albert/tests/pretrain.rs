@@ -73,19 +73,7 @@ fn settings(corpus: &Path, steps: usize) -> TrainSettings {
 }
 
 fn run_opts(out: &Path) -> RunOptions {
-    RunOptions {
-        out: out.to_path_buf(),
-        resume: None,
-        eval_every: 1000,
-        checkpoint_every: 1000,
-        progress_bar: false,
-        log_every: 1000,
-        stop_after: None,
-        quiet: true,
-        device: engine::Device::Cpu,
-        bf16: false,
-        collective: None,
-    }
+    RunOptions::silent(out, 1000)
 }
 
 #[test]

@@ -110,6 +110,27 @@ pub struct RunOptions {
     pub collective: Option<std::rc::Rc<dyn Collective>>,
 }
 
+impl RunOptions {
+    /// A run driven by code rather than a person (experiments, tests): a fresh single-process CPU
+    /// run into `out` that prints nothing, evaluates and checkpoints every `every` steps and at
+    /// the last one. Override fields with struct-update syntax.
+    pub fn silent(out: &Path, every: usize) -> RunOptions {
+        RunOptions {
+            out: out.to_path_buf(),
+            resume: None,
+            eval_every: every,
+            checkpoint_every: every,
+            progress_bar: false,
+            log_every: every,
+            stop_after: None,
+            quiet: true,
+            device: engine::Device::Cpu,
+            bf16: false,
+            collective: None,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct TrainerState {
     step: usize,

@@ -75,19 +75,7 @@ pub fn settings(corpus: &Path, steps: usize, accumulate: usize) -> TrainSettings
 }
 
 pub fn run_opts(out: &Path) -> RunOptions {
-    RunOptions {
-        out: out.to_path_buf(),
-        resume: None,
-        eval_every: 1000,
-        checkpoint_every: 1000,
-        progress_bar: false,
-        log_every: 1000,
-        stop_after: None,
-        quiet: true,
-        device: engine::Device::Cpu,
-        bf16: false,
-        collective: None,
-    }
+    RunOptions::silent(out, 1000)
 }
 
 pub fn assert_same_losses(one: &[metrics::Row], many: &[metrics::Row], what: &str) {
